@@ -167,9 +167,7 @@ impl Cli {
         {
             let mut command = Cli::command();
             command.build();
-            let submit = command
-                .find_subcommand_mut("submit")
-                .expect("submit is a subcommand");
+            let submit = command.find_subcommand_mut("submit").expect("submit is a subcommand");
             return Err(submit.error(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 "the start flags (--stop-at-eof, --reset-to-*, --skip-explain) of submit require --start",
@@ -188,11 +186,9 @@ pub fn parse_timestamp(text: &str) -> Result<String, String> {
             Err(_) => Err("epoch milliseconds out of range".to_string()),
         };
     }
-    validate_rfc3339(text).map(|()| text.to_string()).map_err(|why| {
-        format!(
-            "expected RFC 3339 (e.g. 2026-01-02T03:04:05Z) or milliseconds since the epoch: {why}"
-        )
-    })
+    validate_rfc3339(text)
+        .map(|()| text.to_string())
+        .map_err(|why| format!("expected RFC 3339 (e.g. 2026-01-02T03:04:05Z) or milliseconds since the epoch: {why}"))
 }
 
 /// Strict RFC 3339 `date-time`: `YYYY-MM-DD(T|t| )hh:mm:ss[.fraction](Z|z|±hh:mm)`,
@@ -201,9 +197,7 @@ pub fn parse_timestamp(text: &str) -> Result<String, String> {
 pub fn validate_rfc3339(text: &str) -> Result<(), String> {
     let b = text.as_bytes();
     let digits = |from: usize, len: usize| -> Result<u32, String> {
-        let part = b
-            .get(from..from + len)
-            .ok_or_else(|| "too short".to_string())?;
+        let part = b.get(from..from + len).ok_or_else(|| "too short".to_string())?;
         if !part.iter().all(u8::is_ascii_digit) {
             return Err(format!("expected {len} digits at position {}", from + 1));
         }
@@ -213,13 +207,8 @@ pub fn validate_rfc3339(text: &str) -> Result<(), String> {
         match b.get(at) {
             Some(c) if what.contains(c) => Ok(()),
             _ => {
-                let alternatives: Vec<String> =
-                    what.iter().map(|c| format!("'{}'", *c as char)).collect();
-                Err(format!(
-                    "expected {} at position {}",
-                    alternatives.join(" or "),
-                    at + 1
-                ))
+                let alternatives: Vec<String> = what.iter().map(|c| format!("'{}'", *c as char)).collect();
+                Err(format!("expected {} at position {}", alternatives.join(" or "), at + 1))
             }
         }
     };
@@ -239,14 +228,10 @@ pub fn validate_rfc3339(text: &str) -> Result<(), String> {
         return Err(format!("month {month:02} out of range"));
     }
     if day == 0 || day > days_in_month(year, month) {
-        return Err(format!(
-            "day {day:02} out of range for {year:04}-{month:02}"
-        ));
+        return Err(format!("day {day:02} out of range for {year:04}-{month:02}"));
     }
     if hour > 23 || minute > 59 || second > 60 {
-        return Err(format!(
-            "time {hour:02}:{minute:02}:{second:02} out of range"
-        ));
+        return Err(format!("time {hour:02}:{minute:02}:{second:02} out of range"));
     }
 
     let mut at = 19;
@@ -272,10 +257,7 @@ pub fn validate_rfc3339(text: &str) -> Result<(), String> {
             at += 6;
         }
         _ => {
-            return Err(format!(
-                "expected 'Z' or a UTC offset (+hh:mm) at position {}",
-                at + 1
-            ));
+            return Err(format!("expected 'Z' or a UTC offset (+hh:mm) at position {}", at + 1));
         }
     }
     if at != b.len() {
@@ -286,9 +268,7 @@ pub fn validate_rfc3339(text: &str) -> Result<(), String> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => {
-            29
-        }
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -316,13 +296,7 @@ mod tests {
         assert_eq!(cli.host, "localhost");
         assert_eq!(cli.port, 6060);
         assert!(cli.log_dir.is_none());
-        assert!(matches!(
-            cli.command,
-            Command::List {
-                name_only: false,
-                output: Output::Text
-            }
-        ));
+        assert!(matches!(cli.command, Command::List { name_only: false, output: Output::Text }));
     }
 
     #[test]
@@ -338,97 +312,49 @@ mod tests {
             assert!(matches!(cli.command, Command::Status { ref job, .. } if job == "job"));
         }
         let cli = parse(&["list", "--log-dir", "/tmp/logs"]).unwrap();
-        assert_eq!(
-            cli.log_dir.as_deref(),
-            Some(std::path::Path::new("/tmp/logs"))
-        );
+        assert_eq!(cli.log_dir.as_deref(), Some(std::path::Path::new("/tmp/logs")));
     }
 
     #[test]
     fn conflicting_reset_flags_are_rejected() {
         let err = parse(&["start", "j", "--reset-to-earliest", "--reset-to-latest"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
-        let err = parse(&[
-            "start",
-            "j",
-            "--reset-to-latest",
-            "--reset-to-timestamp",
-            "1700000000000",
-        ])
-        .unwrap_err();
+        let err = parse(&["start", "j", "--reset-to-latest", "--reset-to-timestamp", "1700000000000"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
-        let err = parse(&[
-            "submit",
-            "a.yaml",
-            "-s",
-            "--reset-to-earliest",
-            "--reset-to-timestamp",
-            "2026-01-02T03:04:05Z",
-        ])
-        .unwrap_err();
+        let err =
+            parse(&["submit", "a.yaml", "-s", "--reset-to-earliest", "--reset-to-timestamp", "2026-01-02T03:04:05Z"])
+                .unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ArgumentConflict);
         assert_eq!(err.exit_code(), 2);
     }
 
     #[test]
     fn start_flags() {
-        let cli = parse(&[
-            "start",
-            "j",
-            "--stop-at-eof",
-            "--reset-to-timestamp",
-            "2026-01-02T03:04:05Z",
-            "--skip-explain",
-        ])
-        .unwrap();
-        let Command::Start { job, all, flags } = cli.command else {
-            panic!("not start")
-        };
+        let cli =
+            parse(&["start", "j", "--stop-at-eof", "--reset-to-timestamp", "2026-01-02T03:04:05Z", "--skip-explain"])
+                .unwrap();
+        let Command::Start { job, all, flags } = cli.command else { panic!("not start") };
         assert_eq!(job.as_deref(), Some("j"));
         assert!(!all);
         assert!(flags.stop_at_eof && flags.skip_explain);
-        assert_eq!(
-            flags.reset.reset_to_timestamp.as_deref(),
-            Some("2026-01-02T03:04:05Z")
-        );
+        assert_eq!(flags.reset.reset_to_timestamp.as_deref(), Some("2026-01-02T03:04:05Z"));
         let cli = parse(&["start", "--all"]).unwrap();
-        assert!(matches!(
-            cli.command,
-            Command::Start {
-                job: None,
-                all: true,
-                ..
-            }
-        ));
+        assert!(matches!(cli.command, Command::Start { job: None, all: true, .. }));
     }
 
     #[test]
     fn start_and_stop_need_exactly_one_of_job_and_all() {
         for verb in ["start", "stop"] {
-            assert_eq!(
-                parse(&[verb]).unwrap_err().kind(),
-                clap::error::ErrorKind::MissingRequiredArgument
-            );
-            assert_eq!(
-                parse(&[verb, "j", "--all"]).unwrap_err().kind(),
-                clap::error::ErrorKind::ArgumentConflict
-            );
+            assert_eq!(parse(&[verb]).unwrap_err().kind(), clap::error::ErrorKind::MissingRequiredArgument);
+            assert_eq!(parse(&[verb, "j", "--all"]).unwrap_err().kind(), clap::error::ErrorKind::ArgumentConflict);
         }
-        assert!(matches!(
-            parse(&["stop", "--all"]).unwrap().command,
-            Command::Stop {
-                job: None,
-                all: true
-            }
-        ));
+        assert!(matches!(parse(&["stop", "--all"]).unwrap().command, Command::Stop { job: None, all: true }));
     }
 
     #[test]
     fn submit_flags() {
         let cli = parse(&["submit", "jobs/a.yaml", "-n", "x", "-s", "--stop-at-eof"]).unwrap();
-        let Command::Submit(args) = cli.command else {
-            panic!("not submit")
-        };
+        let Command::Submit(args) = cli.command else { panic!("not submit") };
         assert_eq!(args.path, PathBuf::from("jobs/a.yaml"));
         assert_eq!(args.name.as_deref(), Some("x"));
         assert!(args.start && args.flags.stop_at_eof);
@@ -442,20 +368,11 @@ mod tests {
     fn list_monitor_output_flags() {
         assert!(matches!(
             parse(&["list", "-n", "--output", "json"]).unwrap().command,
-            Command::List {
-                name_only: true,
-                output: Output::Json
-            }
+            Command::List { name_only: true, output: Output::Json }
         ));
         assert!(matches!(
-            parse(&["monitor", "j", "--interval-ms", "250"])
-                .unwrap()
-                .command,
-            Command::Monitor {
-                interval_ms: 250,
-                output: Output::Text,
-                ..
-            }
+            parse(&["monitor", "j", "--interval-ms", "250"]).unwrap().command,
+            Command::Monitor { interval_ms: 250, output: Output::Text, .. }
         ));
         assert!(parse(&["monitor", "j", "--interval-ms", "0"]).is_err());
         assert!(parse(&["list", "--output", "yaml"]).is_err());
@@ -508,13 +425,9 @@ mod tests {
 
     #[test]
     fn bad_timestamp_is_a_usage_error() {
-        let err =
-            parse(&["start", "j", "--reset-to-timestamp", "2026-02-30T00:00:00Z"]).unwrap_err();
+        let err = parse(&["start", "j", "--reset-to-timestamp", "2026-02-30T00:00:00Z"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert_eq!(err.exit_code(), 2);
-        assert!(
-            err.to_string().contains("day 30 out of range for 2026-02"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("day 30 out of range for 2026-02"), "{err}");
     }
 }

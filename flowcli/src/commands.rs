@@ -6,9 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flowserver_proto::v1::{
-    JobState, JobStatus, ListRequest, MonitorRequest, RemoveRequest, StartOptions, StartRequest,
-    StatusRequest, StopRequest, SubmitRequest, flow_server_client::FlowServerClient,
-    start_options::Reset,
+    JobState, JobStatus, ListRequest, MonitorRequest, RemoveRequest, StartOptions, StartRequest, StatusRequest,
+    StopRequest, SubmitRequest, flow_server_client::FlowServerClient, start_options::Reset,
 };
 use tonic::transport::{Channel, Endpoint};
 
@@ -96,13 +95,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 /// Connects to the server, giving up after [`CONNECT_TIMEOUT`].
 pub async fn connect(host: &str, port: u16) -> Result<Client, Failure> {
     let url = server_url(host, port);
-    let unreachable = |cause: String| Failure::Unreachable {
-        url: url.clone(),
-        cause,
-    };
-    let endpoint = Endpoint::from_shared(url.clone())
-        .map_err(|e| unreachable(error_chain(&e)))?
-        .connect_timeout(CONNECT_TIMEOUT);
+    let unreachable = |cause: String| Failure::Unreachable { url: url.clone(), cause };
+    let endpoint =
+        Endpoint::from_shared(url.clone()).map_err(|e| unreachable(error_chain(&e)))?.connect_timeout(CONNECT_TIMEOUT);
     let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => return Err(unreachable(error_chain(&e))),
@@ -120,21 +115,13 @@ pub async fn run(host: &str, port: u16, command: Command) -> Result<(), Failure>
             let wait = args.start && args.flags.stop_at_eof;
             submit(&mut connect(host, port).await?, requests, wait).await
         }
-        Command::Start { job, all, flags } => {
-            start(&mut connect(host, port).await?, job, all, &flags).await
-        }
+        Command::Start { job, all, flags } => start(&mut connect(host, port).await?, job, all, &flags).await,
         Command::Stop { job, all } => stop(&mut connect(host, port).await?, job, all).await,
-        Command::List { name_only, output } => {
-            list(&mut connect(host, port).await?, name_only, output).await
+        Command::List { name_only, output } => list(&mut connect(host, port).await?, name_only, output).await,
+        Command::Status { job, output } => status(&mut connect(host, port).await?, job, output).await,
+        Command::Monitor { job, interval_ms, output } => {
+            monitor(&mut connect(host, port).await?, job, interval_ms, output).await
         }
-        Command::Status { job, output } => {
-            status(&mut connect(host, port).await?, job, output).await
-        }
-        Command::Monitor {
-            job,
-            interval_ms,
-            output,
-        } => monitor(&mut connect(host, port).await?, job, interval_ms, output).await,
         Command::Remove { job } => remove(&mut connect(host, port).await?, job).await,
     }
 }
@@ -151,32 +138,18 @@ pub fn start_options(flags: &StartFlags) -> StartOptions {
     } else if flags.reset.reset_to_latest {
         Some(Reset::ResetToLatest(true))
     } else {
-        flags
-            .reset
-            .reset_to_timestamp
-            .clone()
-            .map(Reset::ResetToTimestamp)
+        flags.reset.reset_to_timestamp.clone().map(Reset::ResetToTimestamp)
     };
-    StartOptions {
-        stop_at_eof: flags.stop_at_eof,
-        reset,
-        skip_explain: flags.skip_explain,
-    }
+    StartOptions { stop_at_eof: flags.stop_at_eof, reset, skip_explain: flags.skip_explain }
 }
 
 /// The job files of a directory: its `*.yaml` and `*.yml` files, by name.
 pub fn job_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
-    let read_error = |error| Failure::Read {
-        path: dir.to_path_buf(),
-        error,
-    };
+    let read_error = |error| Failure::Read { path: dir.to_path_buf(), error };
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
         let path = entry.map_err(read_error)?.path();
-        let is_yaml = matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        );
+        let is_yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"));
         if is_yaml && path.is_file() {
             files.push(path);
         }
@@ -187,17 +160,12 @@ pub fn job_files(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
 
 /// The job name a file gets by default: its name without the extension.
 pub fn default_job_name(path: &Path) -> String {
-    path.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 /// Reads the job file(s) named by `submit` and builds one request per job.
 pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure> {
-    let metadata = std::fs::metadata(&args.path).map_err(|error| Failure::Read {
-        path: args.path.clone(),
-        error,
-    })?;
+    let metadata = std::fs::metadata(&args.path).map_err(|error| Failure::Read { path: args.path.clone(), error })?;
     let files = if metadata.is_dir() {
         if args.name.is_some() {
             return Err(Failure::Usage(format!(
@@ -207,10 +175,7 @@ pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure>
         }
         let files = job_files(&args.path)?;
         if files.is_empty() {
-            return Err(Failure::Usage(format!(
-                "no *.yaml or *.yml files in {}",
-                args.path.display()
-            )));
+            return Err(Failure::Usage(format!("no *.yaml or *.yml files in {}", args.path.display())));
         }
         files
     } else {
@@ -221,17 +186,11 @@ pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure>
     files
         .into_iter()
         .map(|file| {
-            let config = std::fs::read_to_string(&file).map_err(|error| Failure::Read {
-                path: file.clone(),
-                error,
-            })?;
+            let config = std::fs::read_to_string(&file).map_err(|error| Failure::Read { path: file.clone(), error })?;
             Ok(SubmitRequest {
                 name: args.name.clone().unwrap_or_else(|| default_job_name(&file)),
                 config,
-                file_name: file
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
+                file_name: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
                 start: args.start,
                 start_options: start_options.clone(),
             })
@@ -241,21 +200,13 @@ pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure>
 
 /// Sends the submit requests in order, stopping at the first refusal; with
 /// `wait`, then follows the started jobs to their end.
-async fn submit(
-    client: &mut Client,
-    requests: Vec<SubmitRequest>,
-    wait: bool,
-) -> Result<(), Failure> {
+async fn submit(client: &mut Client, requests: Vec<SubmitRequest>, wait: bool) -> Result<(), Failure> {
     let mut started = Vec::new();
     for request in requests {
         let start = request.start;
         let requested = request.name.clone();
         let response = client.submit(request).await?.into_inner();
-        let name = if response.name.is_empty() {
-            requested
-        } else {
-            response.name
-        };
+        let name = if response.name.is_empty() { requested } else { response.name };
         say(format_args!("submitted {name}"));
         if start {
             say(format_args!("started {name}"));
@@ -268,26 +219,11 @@ async fn submit(
     Ok(())
 }
 
-async fn start(
-    client: &mut Client,
-    job: Option<String>,
-    all: bool,
-    flags: &StartFlags,
-) -> Result<(), Failure> {
+async fn start(client: &mut Client, job: Option<String>, all: bool, flags: &StartFlags) -> Result<(), Failure> {
     let name = job.unwrap_or_default();
-    let response = client
-        .start(StartRequest {
-            name: name.clone(),
-            all,
-            options: Some(start_options(flags)),
-        })
-        .await?
-        .into_inner();
-    let started = if response.started.is_empty() && !all {
-        vec![name]
-    } else {
-        response.started
-    };
+    let response =
+        client.start(StartRequest { name: name.clone(), all, options: Some(start_options(flags)) }).await?.into_inner();
+    let started = if response.started.is_empty() && !all { vec![name] } else { response.started };
     for name in &started {
         say(format_args!("started {name}"));
     }
@@ -302,36 +238,21 @@ async fn start(
 async fn wait_for_end(client: &mut Client, names: &[String]) -> Result<(), Failure> {
     let mut first_failure = None;
     for name in names {
-        let mut stream = client
-            .monitor(MonitorRequest {
-                name: name.clone(),
-                interval_ms: WAIT_INTERVAL_MS,
-            })
-            .await?
-            .into_inner();
+        let mut stream =
+            client.monitor(MonitorRequest { name: name.clone(), interval_ms: WAIT_INTERVAL_MS }).await?.into_inner();
         let mut last: Option<JobStatus> = None;
         while let Some(status) = stream.message().await? {
             last = Some(status);
         }
         let Some(last) = last else {
-            return Err(Failure::JobFailed(format!(
-                "the server sent no status for job \"{name}\""
-            )));
+            return Err(Failure::JobFailed(format!("the server sent no status for job \"{name}\"")));
         };
         say(output::final_line(&last));
         let failure = match JobState::try_from(last.state) {
             Ok(JobState::Success) => None,
-            Ok(JobState::Error) if last.message.is_empty() => {
-                Some(format!("job \"{name}\" failed"))
-            }
-            Ok(JobState::Error) => Some(format!(
-                "job \"{name}\" failed: {}",
-                output::single_line(&last.message)
-            )),
-            _ => Some(format!(
-                "job \"{name}\" ended in state {} instead of success",
-                output::state_word(last.state)
-            )),
+            Ok(JobState::Error) if last.message.is_empty() => Some(format!("job \"{name}\" failed")),
+            Ok(JobState::Error) => Some(format!("job \"{name}\" failed: {}", output::single_line(&last.message))),
+            _ => Some(format!("job \"{name}\" ended in state {} instead of success", output::state_word(last.state))),
         };
         if first_failure.is_none() {
             first_failure = failure.map(Failure::JobFailed);
@@ -342,18 +263,8 @@ async fn wait_for_end(client: &mut Client, names: &[String]) -> Result<(), Failu
 
 async fn stop(client: &mut Client, job: Option<String>, all: bool) -> Result<(), Failure> {
     let name = job.unwrap_or_default();
-    let response = client
-        .stop(StopRequest {
-            name: name.clone(),
-            all,
-        })
-        .await?
-        .into_inner();
-    let stopped = if response.stopped.is_empty() && !all {
-        vec![name]
-    } else {
-        response.stopped
-    };
+    let response = client.stop(StopRequest { name: name.clone(), all }).await?.into_inner();
+    let stopped = if response.stopped.is_empty() && !all { vec![name] } else { response.stopped };
     for name in stopped {
         say(format_args!("stopped {name}"));
     }
@@ -373,10 +284,7 @@ async fn list(client: &mut Client, name_only: bool, format: Output) -> Result<()
 }
 
 async fn status(client: &mut Client, job: String, format: Output) -> Result<(), Failure> {
-    let status = client
-        .status(StatusRequest { name: job })
-        .await?
-        .into_inner();
+    let status = client.status(StatusRequest { name: job }).await?.into_inner();
     let text = match format {
         Output::Text => output::status_text(&status),
         Output::Json => output::status_json(&status) + "\n",
@@ -386,24 +294,11 @@ async fn status(client: &mut Client, job: String, format: Output) -> Result<(), 
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-async fn monitor(
-    client: &mut Client,
-    job: String,
-    interval_ms: u32,
-    format: Output,
-) -> Result<(), Failure> {
-    let mut stream = client
-        .monitor(MonitorRequest {
-            name: job,
-            interval_ms,
-        })
-        .await?
-        .into_inner();
+async fn monitor(client: &mut Client, job: String, interval_ms: u32, format: Output) -> Result<(), Failure> {
+    let mut stream = client.monitor(MonitorRequest { name: job, interval_ms }).await?.into_inner();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -443,10 +338,7 @@ mod tests {
     #[test]
     fn failure_messages_and_codes() {
         let f = Failure::Status(tonic::Status::not_found("unknown job \"x\""));
-        assert_eq!(
-            (f.to_string(), f.exit_code()),
-            ("unknown job \"x\"".into(), 1)
-        );
+        assert_eq!((f.to_string(), f.exit_code()), ("unknown job \"x\"".into(), 1));
         let f = Failure::Unreachable {
             url: "http://localhost:6060".into(),
             cause: "transport error: Connection refused".into(),
@@ -456,10 +348,7 @@ mod tests {
             "cannot reach flowserver at http://localhost:6060: transport error: Connection refused"
         );
         assert_eq!(f.exit_code(), 2);
-        let f = Failure::Read {
-            path: "a.yaml".into(),
-            error: io::Error::from(io::ErrorKind::NotFound),
-        };
+        let f = Failure::Read { path: "a.yaml".into(), error: io::Error::from(io::ErrorKind::NotFound) };
         assert_eq!(f.to_string(), "cannot read a.yaml: entity not found");
         assert_eq!(f.exit_code(), 2);
         assert_eq!(Failure::JobFailed("job \"j\" failed".into()).exit_code(), 1);
@@ -469,10 +358,7 @@ mod tests {
     fn options_from_flags() {
         let flags = StartFlags {
             stop_at_eof: true,
-            reset: ResetFlags {
-                reset_to_timestamp: Some("1700000000000".into()),
-                ..ResetFlags::default()
-            },
+            reset: ResetFlags { reset_to_timestamp: Some("1700000000000".into()), ..ResetFlags::default() },
             skip_explain: false,
         };
         assert_eq!(
@@ -484,16 +370,10 @@ mod tests {
             }
         );
         let flags = StartFlags {
-            reset: ResetFlags {
-                reset_to_earliest: true,
-                ..ResetFlags::default()
-            },
+            reset: ResetFlags { reset_to_earliest: true, ..ResetFlags::default() },
             ..StartFlags::default()
         };
-        assert_eq!(
-            start_options(&flags).reset,
-            Some(Reset::ResetToEarliest(true))
-        );
+        assert_eq!(start_options(&flags).reset, Some(Reset::ResetToEarliest(true)));
         assert_eq!(start_options(&StartFlags::default()).reset, None);
     }
 
@@ -502,10 +382,7 @@ mod tests {
             path: path.to_path_buf(),
             name: name.map(str::to_string),
             start,
-            flags: StartFlags {
-                skip_explain: start,
-                ..StartFlags::default()
-            },
+            flags: StartFlags { skip_explain: start, ..StartFlags::default() },
         }
     }
 
@@ -521,17 +398,8 @@ mod tests {
         assert_eq!(names, ["a.b", "a", "b"]);
 
         let requests = submit_requests(&submit_args(&dir, None, true)).unwrap();
-        let summary: Vec<(&str, &str, &str, bool)> = requests
-            .iter()
-            .map(|r| {
-                (
-                    r.name.as_str(),
-                    r.file_name.as_str(),
-                    r.config.as_str(),
-                    r.start,
-                )
-            })
-            .collect();
+        let summary: Vec<(&str, &str, &str, bool)> =
+            requests.iter().map(|r| (r.name.as_str(), r.file_name.as_str(), r.config.as_str(), r.start)).collect();
         assert_eq!(
             summary,
             [
@@ -540,18 +408,15 @@ mod tests {
                 ("b", "b.yml", "# b.yml\n", true),
             ]
         );
-        assert!(requests.iter().all(|r| r.start_options
-            == Some(StartOptions {
-                skip_explain: true,
-                ..StartOptions::default()
-            })));
+        assert!(
+            requests
+                .iter()
+                .all(|r| r.start_options == Some(StartOptions { skip_explain: true, ..StartOptions::default() }))
+        );
 
         let one = submit_requests(&submit_args(&dir.join("b.yml"), Some("x"), false)).unwrap();
         assert_eq!(one.len(), 1);
-        assert_eq!(
-            (one[0].name.as_str(), one[0].file_name.as_str()),
-            ("x", "b.yml")
-        );
+        assert_eq!((one[0].name.as_str(), one[0].file_name.as_str()), ("x", "b.yml"));
         assert_eq!(one[0].start_options, None);
         let one = submit_requests(&submit_args(&dir.join("a.yaml"), None, false)).unwrap();
         assert_eq!(one[0].name, "a");
@@ -560,13 +425,7 @@ mod tests {
         assert!(matches!(err, Failure::Usage(_)), "{err}");
         assert_eq!(err.exit_code(), 2);
         let err = submit_requests(&submit_args(&dir.join("sub.yaml"), None, false)).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "no *.yaml or *.yml files in {}",
-                dir.join("sub.yaml").display()
-            )
-        );
+        assert_eq!(err.to_string(), format!("no *.yaml or *.yml files in {}", dir.join("sub.yaml").display()));
 
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(
@@ -576,10 +435,7 @@ mod tests {
         let err = submit_requests(&submit_args(&dir.join("a.yaml"), None, false)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!(
-                "cannot read {}: No such file or directory (os error 2)",
-                dir.join("a.yaml").display()
-            )
+            format!("cannot read {}: No such file or directory (os error 2)", dir.join("a.yaml").display())
         );
         assert_eq!(err.exit_code(), 2);
     }

@@ -85,11 +85,7 @@ impl From<&PartitionStatus> for PartitionView {
 }
 
 fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> String {
-    let result = if pretty {
-        serde_json::to_string_pretty(value)
-    } else {
-        serde_json::to_string(value)
-    };
+    let result = if pretty { serde_json::to_string_pretty(value) } else { serde_json::to_string(value) };
     // Views hold only strings and numbers: serialization cannot fail.
     result.expect("job views serialize")
 }
@@ -123,11 +119,7 @@ pub fn names_text(jobs: &[JobStatus]) -> String {
 
 /// A lag, offset or other "-1 if unknown" value.
 fn known(value: i64) -> String {
-    if value < 0 {
-        "-".to_string()
-    } else {
-        value.to_string()
-    }
+    if value < 0 { "-".to_string() } else { value.to_string() }
 }
 
 fn or_dash(text: &str) -> &str {
@@ -181,11 +173,7 @@ pub fn list_text(jobs: &[JobStatus]) -> String {
 
 /// An epoch-milliseconds instant as RFC 3339 UTC, or `never` for 0.
 fn instant(ms: i64) -> String {
-    if ms == 0 {
-        "never".to_string()
-    } else {
-        format_utc_ms(ms)
-    }
+    if ms == 0 { "never".to_string() } else { format_utc_ms(ms) }
 }
 
 /// `status`: one `key: value` line per field, then one line per partition.
@@ -212,10 +200,7 @@ pub fn status_text(s: &JobStatus) -> String {
     line("lag", &known(s.lag));
     line("started_at", &instant(s.started_at_ms));
     line("last_commit_at", &instant(s.last_commit_at_ms));
-    line(
-        "last_batch_latency_ms",
-        &format!("{:.1}", s.last_batch_latency_ms),
-    );
+    line("last_batch_latency_ms", &format!("{:.1}", s.last_batch_latency_ms));
     line("partitions", &s.partitions.len().to_string());
     for p in &s.partitions {
         out.push_str(&format!(
@@ -243,11 +228,7 @@ pub fn monitor_line(now_ms: i64, s: &JobStatus) -> String {
         s.rows_rejected,
     );
     if !s.partitions.is_empty() {
-        let lags: Vec<String> = s
-            .partitions
-            .iter()
-            .map(|p| format!("{}:{}", p.partition, known(p.lag)))
-            .collect();
+        let lags: Vec<String> = s.partitions.iter().map(|p| format!("{}:{}", p.partition, known(p.lag))).collect();
         line.push_str(" partition_lag=");
         line.push_str(&lags.join(","));
     }
@@ -260,22 +241,12 @@ pub fn monitor_line(now_ms: i64, s: &JobStatus) -> String {
 
 /// `start --stop-at-eof`: the final state of a job, one line.
 pub fn final_line(s: &JobStatus) -> String {
-    format!(
-        "{}: {} (rows loaded: {}, rows rejected: {})",
-        s.name,
-        state_word(s.state),
-        s.rows_loaded,
-        s.rows_rejected
-    )
+    format!("{}: {} (rows loaded: {}, rows rejected: {})", s.name, state_word(s.state), s.rows_loaded, s.rows_rejected)
 }
 
 /// Joins the lines of a message with "; " so it fits one output line.
 pub fn single_line(text: &str) -> String {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 /// Milliseconds since the epoch as `YYYY-MM-DDThh:mm:ss.mmmZ` (UTC).
@@ -285,12 +256,7 @@ pub fn format_utc_ms(ms: i64) -> String {
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z", tod / 3600, tod % 3600 / 60, tod % 60)
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day)
@@ -327,20 +293,8 @@ mod tests {
             rows_per_second: 150.5,
             lag: 42,
             partitions: vec![
-                PartitionStatus {
-                    partition: 0,
-                    committed_offset: 600,
-                    end_offset: 620,
-                    lag: 20,
-                    shard: 0,
-                },
-                PartitionStatus {
-                    partition: 1,
-                    committed_offset: 603,
-                    end_offset: -1,
-                    lag: -1,
-                    shard: 1,
-                },
+                PartitionStatus { partition: 0, committed_offset: 600, end_offset: 620, lag: 20, shard: 0 },
+                PartitionStatus { partition: 1, committed_offset: 603, end_offset: -1, lag: -1, shard: 1 },
             ],
             started_at_ms: 1_767_323_045_000,
             last_commit_at_ms: 1_767_323_100_250,
@@ -377,12 +331,7 @@ partition 1: committed_offset=603 end_offset=- lag=- shard=1
 
     #[test]
     fn status_as_text_never_started() {
-        let s = JobStatus {
-            name: "new".into(),
-            state: JobState::Submitted as i32,
-            lag: -1,
-            ..JobStatus::default()
-        };
+        let s = JobStatus { name: "new".into(), state: JobState::Submitted as i32, lag: -1, ..JobStatus::default() };
         let text = status_text(&s);
         assert!(text.contains("\nstate: submitted\n"));
         assert!(text.contains("\nlag: -\n"));
@@ -398,27 +347,13 @@ partition 1: committed_offset=603 end_offset=- lag=- shard=1
         let pretty: serde_json::Value = serde_json::from_str(&status_json(&sample())).unwrap();
         let compact: serde_json::Value = serde_json::from_str(expected).unwrap();
         assert_eq!(pretty, compact);
-        assert!(
-            status_json(&sample())
-                .starts_with("{\n  \"name\": \"orders\",\n  \"state\": \"running\",")
-        );
+        assert!(status_json(&sample()).starts_with("{\n  \"name\": \"orders\",\n  \"state\": \"running\","));
     }
 
     #[test]
     fn state_words() {
         let words: Vec<&str> = (0..=6).map(state_word).collect();
-        assert_eq!(
-            words,
-            [
-                "unspecified",
-                "submitted",
-                "running",
-                "stopped",
-                "success",
-                "error",
-                "unknown"
-            ]
-        );
+        assert_eq!(words, ["unspecified", "submitted", "running", "stopped", "success", "error", "unknown"]);
     }
 
     #[test]
@@ -439,21 +374,12 @@ orders     running  1200       3   42  kafka://broker:9092/orders  public.orders
 clicks_eu  stopped     5    1234    -  rabbitmq://mq/clicks        web.clicks
 ";
         assert_eq!(list_text(&[sample(), other]), expected);
-        assert_eq!(
-            list_text(&[]),
-            "NAME  STATE  ROWS  ERRORS  LAG  SOURCE  TARGET\n"
-        );
+        assert_eq!(list_text(&[]), "NAME  STATE  ROWS  ERRORS  LAG  SOURCE  TARGET\n");
     }
 
     #[test]
     fn list_names() {
-        let jobs = [
-            sample(),
-            JobStatus {
-                name: "b".into(),
-                ..JobStatus::default()
-            },
-        ];
+        let jobs = [sample(), JobStatus { name: "b".into(), ..JobStatus::default() }];
         assert_eq!(names_text(&jobs), "orders\nb\n");
         assert_eq!(names_json(&jobs), "[\n  \"orders\",\n  \"b\"\n]");
         assert_eq!(names_json(&[]), "[]");
@@ -487,10 +413,7 @@ clicks_eu  stopped     5    1234    -  rabbitmq://mq/clicks        web.clicks
     fn final_lines() {
         let mut s = sample();
         s.state = JobState::Success as i32;
-        assert_eq!(
-            final_line(&s),
-            "orders: success (rows loaded: 1200, rows rejected: 3)"
-        );
+        assert_eq!(final_line(&s), "orders: success (rows loaded: 1200, rows rejected: 3)");
     }
 
     #[test]

@@ -13,8 +13,7 @@ pub mod v1 {
     tonic::include_proto!("flowserver.v1");
 
     /// The encoded file descriptor set, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/flowserver_descriptor.bin"));
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/flowserver_descriptor.bin"));
 }
 
 /// What kind of failure an error is, as far as a client can act on it.

@@ -23,3 +23,23 @@
 //!
 //! Encoding appends to caller-owned buffers and reuses internal scratch space:
 //! once warm, encoding a message allocates nothing.
+//!
+//! # Modules
+//!
+//! - [`pgcopy`]: binary COPY framing (header, tuples, fields);
+//! - [`pgtype`]: target types and the exact text → binary conversions;
+//! - [`json`]: `->>` / `#>>` extraction and validation (sonic-rs);
+//! - [`csv`]: one CSV record per message, PostgreSQL's CSV rules;
+//! - [`row`]: the per-message [`RowEncoder`].
+
+pub mod csv;
+pub mod json;
+pub mod pgcopy;
+pub mod pgtype;
+pub mod row;
+
+pub use csv::{CsvOptions, CsvSplitter};
+pub use json::{JsonExtractor, JsonFacts, JsonKind, JsonPath, PathStep};
+pub use pgcopy::{COPY_HEADER, COPY_TRAILER};
+pub use pgtype::{Conversion, EncodeContext, NotFast, PgType};
+pub use row::{DecodePlan, Encoded, FastColumn, RejectReason, RowEncoder, SourceFormat};

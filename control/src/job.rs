@@ -1,0 +1,610 @@
+//! A running job: the start checks that must pass before any message is
+//! read, the shared state its committers update, and the supervisor that
+//! decides when it ends and in which state.
+//!
+//! Start order: database reachable → staging schema and bookkeeping tables →
+//! target tables and columns → load plan → topic exists → EXPLAIN of the
+//! generated SQL (unless skipped) → offset resets → shards start reading.
+//! Every failure before the shards start leaves the job as it was.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use flowserver_engine::batch::Batch;
+use flowserver_engine::events::{ControlReply, PartitionStart, StartPosition};
+use flowserver_engine::plan::{KafkaCommit, ShardJobPlan};
+use flowserver_engine::runtime::Engine;
+use flowserver_engine::stats::ShardJobStats;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::committer::Committer;
+use crate::db::{self, TargetKind};
+use crate::error::ControlError;
+use crate::jobspec::{Consistency, FallbackOffset, JobConfig, SourceFormatSpec};
+use crate::kafka_admin::KafkaProbe;
+use crate::load_plan::{self, LoadPlan, TargetCatalog};
+use crate::sql::{BookkeepingSql, ident};
+
+/// Cap on one batch's buffers on one shard.
+const BATCH_MAX_BYTES: usize = 64 << 20;
+
+/// How a job is started (from `flowcli start` or a restart).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StartOptions {
+    pub stop_at_eof: bool,
+    pub skip_explain: bool,
+    #[serde(skip)]
+    pub reset: Option<OffsetReset>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    Timestamp(i64),
+}
+
+/// What the supervisor hears from committers.
+#[derive(Debug)]
+pub enum SupervisorEvent {
+    /// The partitions the shard now holds (empty after a revocation).
+    Held(Vec<i32>),
+    Drained(Vec<i32>),
+    Fatal(String),
+    Stopped(Option<String>),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    Stopped,
+    Success,
+    Error(String),
+}
+
+/// State shared by a running job's supervisor, committers and status readers.
+pub struct JobRuntime {
+    pub name: String,
+    pub config: JobConfig,
+    pub plan: LoadPlan,
+    pub bookkeeping: BookkeepingSql,
+    pub topic: String,
+    pub exactly_once: bool,
+    pub source_columns: Vec<String>,
+    pub partitions: Vec<i32>,
+    pub target_description: String,
+    probe: Arc<Mutex<KafkaProbe>>,
+    start_overrides: Mutex<HashMap<i32, i64>>,
+    initial_latest: bool,
+    stopping: AtomicBool,
+    pub counters: Counters,
+    committed: Mutex<BTreeMap<i32, i64>>,
+    warning: Mutex<Option<String>>,
+    shard_stats: Mutex<Vec<(usize, Arc<ShardJobStats>)>>,
+    pub started_at_ms: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub rows_loaded: AtomicU64,
+    pub rows_rejected: AtomicU64,
+    pub batches: AtomicU64,
+    pub last_commit_ms: AtomicI64,
+    pub last_latency_us: AtomicU64,
+    rate: Mutex<RateSample>,
+}
+
+#[derive(Debug, Default)]
+struct RateSample {
+    at: Option<Instant>,
+    rows: u64,
+    per_second: f64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl JobRuntime {
+    /// Runs the start checks and prepares everything the job needs.
+    pub async fn prepare(
+        name: &str,
+        config: JobConfig,
+        options: &StartOptions,
+    ) -> Result<Arc<JobRuntime>, ControlError> {
+        let target = &config.target;
+        let client = db::connect(target, &format!("flowserver:{name}:start")).await.map_err(ControlError::database)?;
+        let kind = db::target_kind(&client).await.map_err(ControlError::database)?;
+        if kind == TargetKind::Greenplum {
+            tracing::warn!(job = name, "WarehousePG / Greenplum target: loading through the coordinator with COPY");
+        }
+        if !db::schema_exists(&client, &target.staging_schema).await.map_err(ControlError::database)? {
+            return Err(ControlError::StartCheck(format!(
+                "target.database.staging_schema: schema {} does not exist",
+                ident(&target.staging_schema)
+            )));
+        }
+        let bookkeeping = BookkeepingSql::new(&target.staging_schema);
+        // Two jobs starting at once must not race to create the same tables.
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('flowserver bookkeeping')); {}; {}; COMMIT",
+                bookkeeping.create_offsets, bookkeeping.create_errors
+            ))
+            .await
+            .map_err(|e| {
+                ControlError::StartCheck(format!("cannot create flowserver's tables: {}", db::describe(&e)))
+            })?;
+
+        let mut tables = Vec::with_capacity(target.tables.len());
+        for (index, table) in target.tables.iter().enumerate() {
+            let columns = db::table_columns(&client, table.schema.as_deref(), &table.table)
+                .await
+                .map_err(ControlError::database)?
+                .ok_or_else(|| {
+                    ControlError::StartCheck(format!(
+                        "target.database.tables[{index}]: table {} does not exist",
+                        crate::sql::qualified(table.schema.as_deref(), &table.table)
+                    ))
+                })?;
+            tables.push(columns);
+        }
+        let session_time_zone_is_utc = db::session_time_zone_is_utc(&client).await.map_err(ControlError::database)?;
+        let catalog = TargetCatalog { tables, session_time_zone_is_utc };
+        let plan = load_plan::build(&config, &catalog).map_err(|e| ControlError::StartCheck(e.to_string()))?;
+        for line in &plan.explain_lines {
+            tracing::info!(job = name, "mapping {line}");
+        }
+
+        let source = &config.source;
+        let brokers = source.brokers.join(",");
+        let probe_properties = source.properties.clone();
+        let topic = source.topic.clone();
+        let (probe, partitions) = tokio::task::spawn_blocking({
+            let brokers = brokers.clone();
+            let topic = topic.clone();
+            move || {
+                let probe = KafkaProbe::new(&brokers, &probe_properties)?;
+                let partitions = probe.partitions(&topic)?;
+                Ok::<_, crate::kafka_admin::KafkaAdminError>((probe, partitions))
+            }
+        })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?
+        .map_err(ControlError::kafka)?;
+
+        if !options.skip_explain {
+            explain(&client, &plan).await?;
+        }
+
+        let source_columns = match &source.format {
+            SourceFormatSpec::Json { column, .. } => vec![column.clone()],
+            SourceFormatSpec::Csv(csv) => csv.columns.iter().map(|c| c.name.clone()).collect(),
+        };
+        let initial_latest = source
+            .properties
+            .iter()
+            .any(|(k, v)| k == "auto.offset.reset" && matches!(v.as_str(), "latest" | "largest" | "end"));
+        let target_description = format!(
+            "{}/{} {}",
+            db::endpoint(target),
+            target.staging_schema,
+            target
+                .tables
+                .iter()
+                .map(|t| crate::sql::qualified(t.schema.as_deref(), &t.table))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let runtime = JobRuntime {
+            name: name.to_owned(),
+            exactly_once: source.consistency == Consistency::ExactlyOnce,
+            config,
+            plan,
+            bookkeeping,
+            topic,
+            source_columns,
+            partitions,
+            target_description,
+            probe: Arc::new(Mutex::new(probe)),
+            start_overrides: Mutex::new(HashMap::new()),
+            initial_latest,
+            stopping: AtomicBool::new(false),
+            counters: Counters::default(),
+            committed: Mutex::new(BTreeMap::new()),
+            warning: Mutex::new(None),
+            shard_stats: Mutex::new(Vec::new()),
+            started_at_ms: now_ms(),
+        };
+        if let Some(reset) = options.reset {
+            runtime.apply_reset(&client, reset).await?;
+        }
+        let runtime = Arc::new(runtime);
+        if runtime.exactly_once {
+            runtime.check_stored_offsets(&client).await?;
+        }
+        Ok(runtime)
+    }
+
+    /// Resolves every partition's start now, so an offset gap fails the start
+    /// itself rather than the first assignment, and a gap resolved by
+    /// `fallback_offset` is resolved once, at start, and stored.
+    async fn check_stored_offsets(self: &Arc<Self>, client: &tokio_postgres::Client) -> Result<(), ControlError> {
+        let rows = client
+            .query(&self.bookkeeping.read_offsets, &[&self.name, &self.topic, &self.partitions])
+            .await
+            .map_err(|e| ControlError::StartCheck(format!("cannot read stored offsets: {}", db::describe(&e))))?;
+        let stored: Vec<(i32, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let runtime = self.clone();
+        let starts = tokio::task::spawn_blocking(move || runtime.resolve_starts(&runtime.partitions, &stored))
+            .await
+            .map_err(|e| ControlError::Internal(e.to_string()))?
+            .map_err(ControlError::StartCheck)?;
+        let moved: Vec<(i32, i64)> = starts
+            .iter()
+            .filter_map(|start| match start.position {
+                StartPosition::Offset(offset) if start.stored >= 0 && offset != start.stored => {
+                    Some((start.partition, offset))
+                }
+                _ => None,
+            })
+            .collect();
+        if !moved.is_empty() {
+            tracing::warn!(job = %self.name, partitions = ?moved, "offset gap: starting from fallback_offset");
+            let partitions: Vec<i32> = moved.iter().map(|m| m.0).collect();
+            let offsets: Vec<i64> = moved.iter().map(|m| m.1).collect();
+            client
+                .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets])
+                .await
+                .map_err(|e| ControlError::StartCheck(format!("cannot store offsets: {}", db::describe(&e))))?;
+        }
+        Ok(())
+    }
+
+    /// Moves every partition's start to the reset point: in the database for
+    /// exactly-once, else for the first assignment of this run.
+    async fn apply_reset(&self, client: &tokio_postgres::Client, reset: OffsetReset) -> Result<(), ControlError> {
+        let targets = self
+            .with_probe(move |probe, topic, partitions| {
+                partitions
+                    .iter()
+                    .map(|&p| {
+                        let offset = match reset {
+                            OffsetReset::Earliest => probe.bounds(topic, p)?.0,
+                            OffsetReset::Latest => probe.bounds(topic, p)?.1,
+                            OffsetReset::Timestamp(ts) => probe.offset_for_time(topic, p, ts)?,
+                        };
+                        Ok((p, offset))
+                    })
+                    .collect::<Result<Vec<_>, crate::kafka_admin::KafkaAdminError>>()
+            })
+            .await?;
+        tracing::info!(job = %self.name, ?targets, "offsets reset");
+        if self.exactly_once {
+            let partitions: Vec<i32> = targets.iter().map(|t| t.0).collect();
+            let offsets: Vec<i64> = targets.iter().map(|t| t.1).collect();
+            client
+                .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets])
+                .await
+                .map_err(|e| ControlError::StartCheck(format!("cannot reset offsets: {}", db::describe(&e))))?;
+        } else if let Ok(mut overrides) = self.start_overrides.lock() {
+            overrides.extend(targets);
+        }
+        Ok(())
+    }
+
+    async fn with_probe<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&KafkaProbe, &str, &[i32]) -> Result<T, crate::kafka_admin::KafkaAdminError> + Send + 'static,
+    ) -> Result<T, ControlError> {
+        let probe = self.probe.clone();
+        let topic = self.topic.clone();
+        let partitions = self.partitions.clone();
+        tokio::task::spawn_blocking(move || {
+            let probe = probe.lock().map_err(|_| ControlError::Internal("kafka probe lock poisoned".into()))?;
+            work(&probe, &topic, &partitions).map_err(ControlError::kafka)
+        })
+        .await
+        .map_err(|e| ControlError::Internal(e.to_string()))?
+    }
+
+    /// Start offsets for exactly-once: the stored offset when the log still
+    /// has it; the fallback (or an error naming both offsets) when it does
+    /// not; the log start (or end, if `auto.offset.reset` says latest) for a
+    /// partition never loaded. Blocking.
+    pub fn resolve_starts(&self, partitions: &[i32], stored: &[(i32, i64)]) -> Result<Vec<PartitionStart>, String> {
+        let probe = self.probe.lock().map_err(|_| "probe lock poisoned".to_string())?;
+        let fallback = self.config.source.fallback_offset;
+        let mut starts = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let stored_offset = stored.iter().find(|(p, _)| *p == partition).map(|(_, o)| *o);
+            let (low, reported_high) = probe.reported_bounds(&self.topic, partition).map_err(|e| e.to_string())?;
+            let (position, stored) = match stored_offset {
+                // The common case needs no fetch: the offset is within what the broker reports.
+                Some(offset) if (low..=reported_high).contains(&offset) => (offset, offset),
+                Some(offset) => {
+                    let (low, high) = probe.bounds(&self.topic, partition).map_err(|e| e.to_string())?;
+                    if (low..=high).contains(&offset) {
+                        (offset, offset)
+                    } else {
+                        match fallback {
+                            Some(FallbackOffset::Earliest) => (low, offset),
+                            Some(FallbackOffset::Latest) => (high, offset),
+                            None => {
+                                return Err(format!(
+                                    "offset gap on partition {partition} of topic {:?}: the stored offset {offset} is outside \
+                                     the available offsets {low} to {high}; set source.kafka.control.fallback_offset \
+                                     (earliest or latest) or start with --reset-to-earliest or --reset-to-latest",
+                                    self.topic
+                                ));
+                            }
+                        }
+                    }
+                }
+                None if self.initial_latest => (probe.bounds(&self.topic, partition).map_err(|e| e.to_string())?.1, -1),
+                None => (low, -1),
+            };
+            starts.push(PartitionStart { partition, position: StartPosition::Offset(position), stored });
+        }
+        Ok(starts)
+    }
+
+    pub fn take_start_overrides(&self, partitions: &[i32]) -> HashMap<i32, i64> {
+        let Ok(mut overrides) = self.start_overrides.lock() else { return HashMap::new() };
+        partitions.iter().filter_map(|p| overrides.remove(p).map(|o| (*p, o))).collect()
+    }
+
+    pub fn shard_plan(&self, stop_at_eof: bool) -> ShardJobPlan {
+        let source = &self.config.source;
+        let group = source
+            .properties
+            .iter()
+            .find(|(k, _)| k == "group.id")
+            .map_or_else(|| format!("flowserver.{}", self.name), |(_, v)| v.clone());
+        let mut consumer_config: Vec<(String, String)> = vec![
+            ("bootstrap.servers".into(), source.brokers.join(",")),
+            ("group.id".into(), group),
+            ("client.id".into(), format!("flowserver.{}", self.name)),
+            ("session.timeout.ms".into(), "10000".into()),
+        ];
+        let auto_offset_reset = match source.fallback_offset {
+            Some(FallbackOffset::Latest) => "latest",
+            _ => "earliest",
+        };
+        if source.consistency != Consistency::ExactlyOnce {
+            consumer_config.push(("auto.offset.reset".into(), auto_offset_reset.into()));
+        }
+        consumer_config.extend(source.properties.iter().cloned());
+        // Settings the loading protocol depends on; the job's properties cannot change them.
+        consumer_config.push(("enable.partition.eof".into(), "true".into()));
+        let (auto_commit, kafka_commit) = match source.consistency {
+            Consistency::ExactlyOnce => ("false", KafkaCommit::AfterLoadSecondary),
+            Consistency::AtLeastOnce => ("false", KafkaCommit::AfterLoad),
+            Consistency::AtMostOnce => ("false", KafkaCommit::BeforeLoad),
+            Consistency::None => ("true", KafkaCommit::Auto),
+        };
+        consumer_config.push(("enable.auto.commit".into(), auto_commit.into()));
+        if source.consistency == Consistency::ExactlyOnce {
+            // The database decides where to read; an offset the log lost must be noticed.
+            consumer_config.push(("auto.offset.reset".into(), "error".into()));
+        }
+        ShardJobPlan {
+            job: self.name.clone(),
+            topic: self.topic.clone(),
+            consumer_config,
+            decode: self.plan.decode.clone(),
+            batch_interval: source.batch.interval,
+            batch_max_messages: source.batch.max_count.map(|n| n.get()),
+            batch_max_bytes: BATCH_MAX_BYTES,
+            kafka_commit,
+            stop_at_eof,
+        }
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    pub fn set_warning(&self, warning: String) {
+        if let Ok(mut slot) = self.warning.lock() {
+            *slot = Some(warning);
+        }
+    }
+
+    pub fn warning(&self) -> Option<String> {
+        self.warning.lock().ok().and_then(|w| w.clone())
+    }
+
+    pub fn record_commit(&self, batch: &Batch, rows: u64, errors: u64, started: Instant) {
+        let counters = &self.counters;
+        counters.rows_loaded.fetch_add(rows, Ordering::Relaxed);
+        counters.rows_rejected.fetch_add(errors, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
+        counters.last_latency_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        if let Ok(mut committed) = self.committed.lock() {
+            for range in &batch.partitions {
+                committed.insert(range.partition, range.next);
+            }
+        }
+        if let Ok(mut warning) = self.warning.lock() {
+            *warning = None;
+        }
+    }
+
+    pub fn committed_offsets(&self) -> BTreeMap<i32, i64> {
+        self.committed.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    pub fn shard_stats(&self) -> Vec<(usize, Arc<ShardJobStats>)> {
+        self.shard_stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Rows per second since the previous sample (sampled by the supervisor).
+    pub fn rows_per_second(&self) -> f64 {
+        self.counters.rate.lock().map_or(0.0, |r| r.per_second)
+    }
+
+    fn sample_rate(&self) {
+        let rows = self.counters.rows_loaded.load(Ordering::Relaxed);
+        if let Ok(mut rate) = self.counters.rate.lock() {
+            let now = Instant::now();
+            if let Some(at) = rate.at {
+                let seconds = now.duration_since(at).as_secs_f64();
+                if seconds > 0.0 {
+                    rate.per_second = (rows - rate.rows) as f64 / seconds;
+                }
+            }
+            rate.at = Some(now);
+            rate.rows = rows;
+        }
+    }
+}
+
+/// Checks every generated statement against the target inside a transaction
+/// that is rolled back.
+async fn explain(client: &tokio_postgres::Client, plan: &LoadPlan) -> Result<(), ControlError> {
+    let mut statements = vec!["BEGIN".to_string()];
+    statements.extend(plan.create_staging.iter().cloned());
+    let result = async {
+        for statement in &statements {
+            client.batch_execute(statement).await.map_err(|e| db::describe(&e))?;
+        }
+        for insert in plan.insert_fast.iter().chain(&plan.insert_slow) {
+            client
+                .batch_execute(&format!("EXPLAIN {insert}"))
+                .await
+                .map_err(|e| format!("{}\n  in: {insert}", db::describe(&e)))?;
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    let _ = client.batch_execute("ROLLBACK").await;
+    result.map_err(|reason| ControlError::StartCheck(format!("the generated SQL does not fit the target: {reason}")))
+}
+
+/// A started job: what its owner keeps to stop it and learn how it ended.
+pub struct RunningJob {
+    pub runtime: Arc<JobRuntime>,
+    stop: Option<oneshot::Sender<()>>,
+    pub ended: Option<oneshot::Receiver<RunEnd>>,
+}
+
+impl RunningJob {
+    /// Starts the job's shards and its supervisor.
+    pub async fn launch(
+        runtime: Arc<JobRuntime>,
+        engine: &Engine,
+        options: &StartOptions,
+    ) -> Result<RunningJob, ControlError> {
+        let plan = Arc::new(runtime.shard_plan(options.stop_at_eof));
+        let links = engine.start_job(plan).await.map_err(|e| ControlError::Internal(e.to_string()))?;
+        if let Ok(mut stats) = runtime.shard_stats.lock() {
+            *stats = links.iter().map(|l| (l.shard, l.stats.clone())).collect();
+        }
+        let (events_tx, events_rx) = mpsc::channel(64);
+        let replies: Vec<_> = links.iter().map(|l| l.replies.clone()).collect();
+        for link in links {
+            tokio::spawn(Committer::new(runtime.clone(), link, events_tx.clone()).run());
+        }
+        drop(events_tx);
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (ended_tx, ended_rx) = oneshot::channel();
+        let supervised = runtime.clone();
+        let stop_at_eof = options.stop_at_eof;
+        tokio::spawn(async move {
+            let end = supervise(supervised, replies, events_rx, stop_rx, stop_at_eof).await;
+            let _ = ended_tx.send(end);
+        });
+        Ok(RunningJob { runtime, stop: Some(stop_tx), ended: Some(ended_rx) })
+    }
+
+    /// Asks the job to load what it holds and stop.
+    pub fn request_stop(&mut self) {
+        self.runtime.stopping.store(true, Ordering::Release);
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn supervise(
+    runtime: Arc<JobRuntime>,
+    replies: Vec<async_channel::Sender<ControlReply>>,
+    mut events: mpsc::Receiver<(usize, SupervisorEvent)>,
+    mut stop: oneshot::Receiver<()>,
+    stop_at_eof: bool,
+) -> RunEnd {
+    let shards = replies.len();
+    let mut held: Vec<Vec<i32>> = vec![Vec::new(); shards];
+    let mut drained: Vec<Vec<i32>> = vec![Vec::new(); shards];
+    let mut stopped = 0usize;
+    let mut error: Option<String> = None;
+    let mut success = false;
+    let mut stop_sent = false;
+    let mut stop_listening = true;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+
+    async fn stop_all(replies: &[async_channel::Sender<ControlReply>], runtime: &JobRuntime, sent: &mut bool) {
+        if *sent {
+            return;
+        }
+        *sent = true;
+        runtime.stopping.store(true, Ordering::Release);
+        for reply in replies {
+            let _ = reply.send(ControlReply::Stop).await;
+        }
+    }
+
+    while stopped < shards {
+        tokio::select! {
+            _ = &mut stop, if stop_listening => {
+                stop_listening = false;
+                stop_all(&replies, &runtime, &mut stop_sent).await;
+            }
+            event = events.recv() => {
+                let Some((shard, event)) = event else { break };
+                match event {
+                    SupervisorEvent::Held(partitions) => {
+                        held[shard] = partitions;
+                        drained[shard].clear();
+                    }
+                    SupervisorEvent::Drained(partitions) => {
+                        drained[shard] = partitions;
+                        let any_held = held.iter().any(|h| !h.is_empty());
+                        let all_drained = held.iter().zip(&drained).all(|(h, d)| h.iter().all(|p| d.contains(p)));
+                        if stop_at_eof && any_held && all_drained && !stop_sent {
+                            tracing::info!(job = %runtime.name, "every partition is read to its end; stopping");
+                            success = true;
+                            stop_all(&replies, &runtime, &mut stop_sent).await;
+                        }
+                    }
+                    SupervisorEvent::Fatal(reason) => {
+                        tracing::error!(job = %runtime.name, %reason, "job failed");
+                        error.get_or_insert(reason);
+                        stop_all(&replies, &runtime, &mut stop_sent).await;
+                    }
+                    SupervisorEvent::Stopped(shard_error) => {
+                        stopped += 1;
+                        if let Some(reason) = shard_error {
+                            if error.is_none() {
+                                tracing::error!(job = %runtime.name, shard, %reason, "shard stopped the job");
+                                error = Some(reason);
+                            }
+                            stop_all(&replies, &runtime, &mut stop_sent).await;
+                        }
+                    }
+                }
+            }
+            _ = tick.tick() => runtime.sample_rate(),
+        }
+    }
+    runtime.sample_rate();
+    match error {
+        Some(reason) => RunEnd::Error(reason),
+        None if success => RunEnd::Success,
+        None => RunEnd::Stopped,
+    }
+}

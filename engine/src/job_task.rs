@@ -1,0 +1,500 @@
+//! One job's work on one shard: read the partitions the consumer group gives
+//! the shard, encode messages into a batch, hand sealed batches to the control
+//! plane, and move on only as their outcomes say.
+//!
+//! # Invariants
+//! - At most one sealed batch per (job, shard) is in flight; the next batch is
+//!   decoded meanwhile, and reading pauses when it is full (backpressure: the
+//!   consumer's queue fills and librdkafka stops fetching).
+//! - A partition is read only after the control plane answered its
+//!   assignment with start offsets (read from the database for exactly-once).
+//! - `PartitionState::stored` is the value the database will hold once every
+//!   sealed batch commits; each batch carries it as `stored_before`, which the
+//!   commit checks, so a batch that raced a rebalance can never commit twice.
+//! - On revocation, conflict or an out-of-range offset the open batch is
+//!   dropped, never partly loaded, and reading resumes from stored offsets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_channel::{Receiver, Sender};
+use futures_lite::FutureExt;
+use rdkafka::Message;
+use rdkafka::consumer::CommitMode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::batch::{Batch, MessageMeta, PartitionRange};
+use crate::codec::{Encoded, RowEncoder};
+use crate::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
+use crate::kafka::{RebalanceNotice, ShardConsumer};
+use crate::plan::{KafkaCommit, ShardJobPlan};
+use crate::stats::{PartitionProgress, ShardJobStats};
+
+/// Messages read between two checks of the control channel and the clock.
+const DRAIN_CHUNK: usize = 4096;
+const STATS_EVERY: Duration = Duration::from_millis(500);
+
+/// The shard's end of a job link.
+pub struct ShardSide {
+    pub events: Sender<ShardEvent>,
+    pub replies: Receiver<ControlReply>,
+    pub stats: Arc<ShardJobStats>,
+}
+
+/// Runs the job on this shard until it is stopped or fails, then reports `Stopped`.
+pub async fn run(plan: Arc<ShardJobPlan>, side: ShardSide, shard: usize) {
+    let events = side.events.clone();
+    let error = match JobTask::start(plan, side, shard) {
+        Ok(mut task) => {
+            let result = task.run().await;
+            task.consumer.close_in_background();
+            result.err()
+        }
+        Err(error) => Some(error),
+    };
+    // The control plane may be gone already; nothing else to tell.
+    let _ = events.send(ShardEvent::Stopped { error }).await;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct PartitionState {
+    /// Assigned and started: messages of this partition are loaded.
+    active: bool,
+    /// Database offset once every sealed batch commits (-1: none).
+    stored: i64,
+    /// Next offset to read, -1 until known.
+    next: i64,
+    at_eof: bool,
+    /// Index of this partition's range in the open batch.
+    range: Option<usize>,
+}
+
+enum Pending {
+    /// A group assignment waiting for start offsets.
+    Assign,
+    /// Held partitions to re-read from stored offsets.
+    Rewind,
+}
+
+enum Wake {
+    Reply(Option<ControlReply>),
+    Readable,
+    Timer,
+}
+
+struct JobTask {
+    plan: Arc<ShardJobPlan>,
+    shard: usize,
+    consumer: ShardConsumer,
+    events: Sender<ShardEvent>,
+    replies: Receiver<ControlReply>,
+    stats: Arc<ShardJobStats>,
+    read: ReadState,
+    generation: u64,
+    pending: Option<(u64, Pending)>,
+    held: Vec<i32>,
+    spare: Option<Box<Batch>>,
+    in_flight: Option<u64>,
+    next_seq: u64,
+    stopping: bool,
+    next_stats: Instant,
+    progress: Vec<PartitionProgress>,
+}
+
+/// What reading a message changes; kept apart from the consumer so a message
+/// borrowed from the consumer can be encoded into it.
+struct ReadState {
+    encoder: RowEncoder,
+    /// Dense by partition id.
+    partitions: Vec<PartitionState>,
+    open: Box<Batch>,
+    drained_reported: bool,
+}
+
+impl JobTask {
+    fn start(plan: Arc<ShardJobPlan>, side: ShardSide, shard: usize) -> Result<JobTask, String> {
+        let consumer = ShardConsumer::subscribe(&plan.consumer_config, &plan.topic)
+            .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
+        let encoder = RowEncoder::new(&plan.decode);
+        Ok(JobTask {
+            plan,
+            shard,
+            consumer,
+            events: side.events,
+            replies: side.replies,
+            stats: side.stats,
+            read: ReadState { encoder, partitions: Vec::new(), open: Box::new(Batch::new()), drained_reported: false },
+            generation: 0,
+            pending: None,
+            held: Vec::new(),
+            spare: None,
+            in_flight: None,
+            next_seq: 1,
+            stopping: false,
+            next_stats: Instant::now(),
+            progress: Vec::new(),
+        })
+    }
+
+    async fn run(&mut self) -> Result<(), String> {
+        loop {
+            while let Ok(reply) = self.replies.try_recv() {
+                self.on_reply(reply).await?;
+            }
+            for notice in self.consumer.take_notices() {
+                self.on_rebalance(notice).await?;
+            }
+            let may_read = self.may_read();
+            if may_read {
+                self.drain().await?;
+            }
+            if self.in_flight.is_none() && self.should_seal() {
+                self.seal().await?;
+            }
+            if self.stopping && self.in_flight.is_none() && self.read.open.message_count() == 0 {
+                return Ok(());
+            }
+            self.report_drained().await?;
+            if Instant::now() >= self.next_stats {
+                self.publish_stats();
+            }
+
+            let wait = self.next_deadline().saturating_duration_since(Instant::now());
+            let reply = async { Wake::Reply(self.replies.recv().await.ok()) };
+            let readable = async {
+                if self.may_read() {
+                    self.consumer.readable().await;
+                    Wake::Readable
+                } else {
+                    std::future::pending::<Wake>().await
+                }
+            };
+            let timer = async {
+                glommio::timer::sleep(wait).await;
+                Wake::Timer
+            };
+            match reply.or(readable).or(timer).await {
+                Wake::Reply(Some(reply)) => self.on_reply(reply).await?,
+                Wake::Reply(None) => return Err("the control plane went away".into()),
+                Wake::Readable | Wake::Timer => {}
+            }
+        }
+    }
+
+    /// Reading stops while the open batch is full and another is in flight,
+    /// and once the job is stopping.
+    fn may_read(&self) -> bool {
+        !(self.stopping || self.in_flight.is_some() && self.open_is_full())
+    }
+
+    fn open_is_full(&self) -> bool {
+        let count = self.read.open.message_count() as u64;
+        self.plan.batch_max_messages.is_some_and(|max| count >= max)
+            || self.read.open.byte_size() >= self.plan.batch_max_bytes
+    }
+
+    fn should_seal(&self) -> bool {
+        if self.read.open.message_count() == 0 {
+            return false;
+        }
+        self.stopping
+            || self.open_is_full()
+            || self.read.open.opened_at.elapsed() >= self.plan.batch_interval
+            || (self.plan.stop_at_eof && self.all_held_at_eof())
+    }
+
+    fn all_held_at_eof(&self) -> bool {
+        self.pending.is_none()
+            && !self.held.is_empty()
+            && self.held.iter().all(|&p| self.read.partition(p).is_some_and(|s| s.active && s.at_eof))
+    }
+
+    fn next_deadline(&self) -> Instant {
+        let mut deadline = self.next_stats;
+        if self.read.open.message_count() > 0 && self.in_flight.is_none() {
+            deadline = deadline.min(self.read.open.opened_at + self.plan.batch_interval);
+        }
+        deadline
+    }
+
+    async fn drain(&mut self) -> Result<(), String> {
+        let mut read = 0usize;
+        let mut bytes = 0u64;
+        let mut reset_seen = false;
+        while read < DRAIN_CHUNK && !self.open_is_full() {
+            let Some(polled) = self.consumer.poll() else { break };
+            match polled {
+                Ok(message) => {
+                    read += 1;
+                    bytes += message.payload_len() as u64;
+                    let partition = message.partition();
+                    let offset = message.offset();
+                    let timestamp_ms = message.timestamp().to_millis().unwrap_or(-1);
+                    let payload = message.payload();
+                    self.read.on_message(partition, offset, timestamp_ms, payload);
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    if let Some(state) = self.read.partition_mut(partition) {
+                        state.at_eof = true;
+                    }
+                }
+                Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => reset_seen = true,
+                Err(error) => {
+                    tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "kafka consumer error");
+                }
+            }
+        }
+        self.stats.add_read(read as u64, bytes);
+        if reset_seen {
+            // A stored offset fell outside the log (retention ran ahead of the
+            // job): let the control plane decide where to go, with the
+            // job's fallback_offset.
+            self.rewind().await?;
+        }
+        if read > 0 {
+            glommio::yield_if_needed().await;
+        }
+        Ok(())
+    }
+
+    async fn seal(&mut self) -> Result<(), String> {
+        let fresh = self.spare.take().unwrap_or_else(|| Box::new(Batch::new()));
+        let mut batch = std::mem::replace(&mut self.read.open, fresh);
+        batch.seq = self.next_seq;
+        batch.sealed_at = Instant::now();
+        self.next_seq += 1;
+        for range in &batch.partitions {
+            if let Some(state) = self.read.partition_mut(range.partition) {
+                state.stored = range.next;
+                state.range = None;
+            }
+        }
+        if self.plan.kafka_commit == KafkaCommit::BeforeLoad {
+            let offsets = batch.partitions.iter().map(|r| (r.partition, r.next));
+            self.consumer
+                .commit(offsets, CommitMode::Sync)
+                .map_err(|error| format!("cannot commit offsets to kafka before loading: {error}"))?;
+        }
+        self.in_flight = Some(batch.seq);
+        self.send(ShardEvent::Sealed(batch)).await
+    }
+
+    async fn on_reply(&mut self, reply: ControlReply) -> Result<(), String> {
+        match reply {
+            ControlReply::Stop => {
+                self.stopping = true;
+                Ok(())
+            }
+            ControlReply::StartOffsets { generation, offsets } => {
+                let Some((pending_generation, _)) = &self.pending else { return Ok(()) };
+                if *pending_generation != generation {
+                    return Ok(()); // answer to an assignment that no longer holds
+                }
+                let Some((_, kind)) = self.pending.take() else { return Ok(()) };
+                let starts = offsets?;
+                self.begin_reading(&starts, kind)
+            }
+            ControlReply::BatchOutcome { seq, outcome } => {
+                if self.in_flight != Some(seq) {
+                    return Err(format!("outcome for batch {seq}, which is not in flight"));
+                }
+                self.in_flight = None;
+                match outcome {
+                    BatchOutcome::Committed { buffers } => {
+                        if let Some(mut batch) = buffers {
+                            self.commit_to_kafka(&batch);
+                            batch.clear();
+                            self.spare = Some(batch);
+                        }
+                        Ok(())
+                    }
+                    BatchOutcome::Conflict => {
+                        tracing::info!(job = %self.plan.job, shard = self.shard, "batch lost an offset race; re-reading from stored offsets");
+                        self.rewind().await
+                    }
+                    BatchOutcome::Failed => Err("the batch could not be loaded".into()),
+                }
+            }
+        }
+    }
+
+    fn commit_to_kafka(&self, batch: &Batch) {
+        let mode = match self.plan.kafka_commit {
+            KafkaCommit::AfterLoad | KafkaCommit::AfterLoadSecondary => CommitMode::Async,
+            KafkaCommit::BeforeLoad | KafkaCommit::Auto => return,
+        };
+        let offsets = batch.partitions.iter().map(|r| (r.partition, r.next));
+        if let Err(error) = self.consumer.commit(offsets, mode) {
+            tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "cannot commit offsets to kafka");
+        }
+    }
+
+    fn begin_reading(&mut self, starts: &[PartitionStart], kind: Pending) -> Result<(), String> {
+        for start in starts {
+            let next = match start.position {
+                StartPosition::Offset(offset) => offset,
+                StartPosition::GroupCommitted => -1,
+            };
+            if let Some(state) = self.read.partition_mut(start.partition) {
+                *state = PartitionState { active: true, stored: start.stored, next, at_eof: false, range: None };
+            }
+        }
+        let result = match kind {
+            Pending::Assign => self.consumer.assign(starts),
+            Pending::Rewind => self.consumer.seek(starts),
+        };
+        result.map_err(|error| format!("cannot position the kafka consumer: {error}"))?;
+        tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, "reading partitions");
+        Ok(())
+    }
+
+    async fn on_rebalance(&mut self, notice: RebalanceNotice) -> Result<(), String> {
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        match notice {
+            RebalanceNotice::Assigned(partitions) => {
+                self.held = partitions.clone();
+                self.pending = Some((self.generation, Pending::Assign));
+                self.send(ShardEvent::Assigned { generation: self.generation, partitions }).await
+            }
+            RebalanceNotice::Revoked => {
+                self.held.clear();
+                self.pending = None;
+                self.send(ShardEvent::Revoked { generation: self.generation }).await
+            }
+        }
+    }
+
+    /// Drops the open batch and asks for the stored offsets of every held partition.
+    async fn rewind(&mut self) -> Result<(), String> {
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        if self.held.is_empty() || self.stopping {
+            self.pending = None;
+            return Ok(());
+        }
+        self.pending = Some((self.generation, Pending::Rewind));
+        let partitions = self.held.clone();
+        self.send(ShardEvent::Assigned { generation: self.generation, partitions }).await
+    }
+
+    fn drop_open_batch(&mut self) {
+        self.read.drop_open_batch();
+    }
+
+    async fn report_drained(&mut self) -> Result<(), String> {
+        if !self.plan.stop_at_eof
+            || self.read.drained_reported
+            || self.in_flight.is_some()
+            || self.read.open.message_count() > 0
+            || !self.all_held_at_eof()
+        {
+            return Ok(());
+        }
+        self.read.drained_reported = true;
+        let partitions = self.held.clone();
+        self.send(ShardEvent::Drained { partitions }).await
+    }
+
+    fn publish_stats(&mut self) {
+        self.progress.clear();
+        for &partition in &self.held {
+            let position = self.read.partition(partition).map_or(-1, |s| if s.active { s.next } else { -1 });
+            let end = self.consumer.cached_end_offset(partition);
+            self.progress.push(PartitionProgress { partition, position, end });
+        }
+        self.stats.set_partitions(&self.progress);
+        self.next_stats = Instant::now() + STATS_EVERY;
+    }
+
+    async fn send(&self, event: ShardEvent) -> Result<(), String> {
+        self.events.send(event).await.map_err(|_| "the control plane went away".to_string())
+    }
+}
+
+impl ReadState {
+    fn partition(&self, partition: i32) -> Option<&PartitionState> {
+        usize::try_from(partition).ok().and_then(|i| self.partitions.get(i))
+    }
+
+    fn partition_mut(&mut self, partition: i32) -> Option<&mut PartitionState> {
+        let index = usize::try_from(partition).ok()?;
+        if index >= self.partitions.len() {
+            self.partitions.resize(index + 1, PartitionState::default());
+        }
+        self.partitions.get_mut(index)
+    }
+
+    fn on_message(&mut self, partition: i32, offset: i64, timestamp_ms: i64, payload: Option<&[u8]>) {
+        let Some(state) = self.partition_mut(partition) else { return };
+        if !state.active || (state.next >= 0 && offset < state.next) {
+            return;
+        }
+        let range = state.range;
+        let stored = state.stored;
+        state.next = offset + 1;
+        state.at_eof = false;
+        self.drained_reported = false;
+
+        let open = &mut self.open;
+        let index = open.messages.len() as u32;
+        if index == 0 {
+            open.opened_at = Instant::now();
+        }
+        match self.encoder.encode(payload, &mut open.fast.data, &mut open.slow.data) {
+            Encoded::Fast => {
+                open.fast.ends.push(open.fast.data.len() as u32);
+                open.fast.messages.push(index);
+            }
+            Encoded::Slow => {
+                open.slow.ends.push(open.slow.data.len() as u32);
+                open.slow.messages.push(index);
+            }
+            Encoded::Rejected(reason) => open.rejected.push((index, reason)),
+        }
+        if let Some(payload) = payload {
+            open.payloads.extend_from_slice(payload);
+        }
+        open.messages.push(MessageMeta {
+            partition,
+            offset,
+            timestamp_ms,
+            payload_end: open.payloads.len() as u32,
+            has_payload: payload.is_some(),
+        });
+        match range {
+            Some(i) => {
+                let range = &mut open.partitions[i];
+                range.next = offset + 1;
+                range.messages += 1;
+            }
+            None => {
+                open.partitions.push(PartitionRange {
+                    partition,
+                    stored_before: stored,
+                    next: offset + 1,
+                    messages: 1,
+                });
+                let i = open.partitions.len() - 1;
+                if let Some(state) = self.partition_mut(partition) {
+                    state.range = Some(i);
+                }
+            }
+        }
+    }
+
+    fn drop_open_batch(&mut self) {
+        for range in &self.open.partitions {
+            if let Some(state) = usize::try_from(range.partition).ok().and_then(|i| self.partitions.get_mut(i)) {
+                state.range = None;
+            }
+        }
+        self.open.clear();
+    }
+}

@@ -1,0 +1,42 @@
+//! What a shard needs to run its part of a job: the plan is built and
+//! validated by the control plane, then shared read-only by every shard.
+
+use std::time::Duration;
+
+use crate::codec::DecodePlan;
+
+/// One job, as every shard runs it.
+#[derive(Debug)]
+pub struct ShardJobPlan {
+    /// The job's name, for logs and the consumer's client id.
+    pub job: String,
+    pub topic: String,
+    /// librdkafka settings for the shard's consumer: brokers, group, the
+    /// job's `properties` and the settings the consistency mode needs.
+    pub consumer_config: Vec<(String, String)>,
+    pub decode: DecodePlan,
+    /// A batch is sealed this long after its first message arrived...
+    pub batch_interval: Duration,
+    /// ...or when it holds this many messages...
+    pub batch_max_messages: Option<u64>,
+    /// ...or when its buffers hold this many bytes (memory cap per batch).
+    pub batch_max_bytes: usize,
+    pub kafka_commit: KafkaCommit,
+    /// Report [`crate::events::ShardEvent::Drained`] once every partition the
+    /// shard holds is read to its end and committed.
+    pub stop_at_eof: bool,
+}
+
+/// When the shard commits offsets to the Kafka consumer group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaCommit {
+    /// After the database commit, as a courtesy for lag tools: the offsets
+    /// that count live in the database (exactly-once).
+    AfterLoadSecondary,
+    /// After the database commit (at-least-once).
+    AfterLoad,
+    /// When the batch is sealed, before it is loaded (at-most-once).
+    BeforeLoad,
+    /// librdkafka's auto-commit (none).
+    Auto,
+}

@@ -1,0 +1,218 @@
+//! End-to-end throughput: N JSON events (int, bigint, 20-char text,
+//! timestamp, double) pre-produced to a topic, loaded by a flowserver job with
+//! `(value->>'k')::type` mappings; compared, in the same run, with a raw binary
+//! `COPY` of the same rows and with FlowServer's approach (the JSON into a
+//! `json` column, extraction by SQL). Prints the median of `--runs` runs.
+//!
+//! `cargo build --release && target/release/kafka_json_to_postgres --count 1000000`
+
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use flowserver_perf::{BenchRow, bench_json, bench_row};
+use flowserver_tests::{Server, job_yaml, pg, produce_json_strings, unique};
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// flowserver shards.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    #[arg(long, default_value_t = 200_000)]
+    max_count: u64,
+}
+
+const COLUMNS: &str = "id int, big bigint, name text, ts timestamp, score double precision";
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let topic = unique("perf_json");
+    println!("producing {} events to {topic} ({} partitions)", args.count, args.partitions);
+    let started = Instant::now();
+    let mut text = String::new();
+    produce_json_strings(
+        &topic,
+        args.partitions,
+        (0..args.count).map(|i| {
+            bench_json(&bench_row(i), &mut text);
+            text.clone()
+        }),
+    )?;
+    println!("  produced in {:.1} s", started.elapsed().as_secs_f64());
+    let copy_data = binary_copy_rows(args.count);
+    let json_lines = json_copy_text(args.count);
+
+    let server = Server::start_with(&format!(r#""Shards": {}"#, args.shards));
+    let mut ours = Vec::new();
+    let mut copies = Vec::new();
+    let mut sqls = Vec::new();
+    for run in 1..=args.runs {
+        let ours_s = flowserver_run(&server, &topic, &args)?;
+        let copy_s = raw_copy_run(&copy_data)?;
+        let sql_s = sql_extraction_run(&json_lines)?;
+        println!(
+            "run {run}: flowserver {ours_s:.3} s ({:.0} rows/s), binary COPY {copy_s:.3} s ({:.0} rows/s), \
+             SQL extraction {sql_s:.3} s ({:.0} rows/s); flowserver/COPY {:.2}, flowserver vs SQL {:.2}x",
+            args.count as f64 / ours_s,
+            args.count as f64 / copy_s,
+            args.count as f64 / sql_s,
+            copy_s / ours_s,
+            sql_s / ours_s
+        );
+        ours.push(ours_s);
+        copies.push(copy_s);
+        sqls.push(sql_s);
+    }
+    let (o, c, s) = (median(&mut ours), median(&mut copies), median(&mut sqls));
+    println!(
+        "\n| rows | partitions | shards | flowserver rows/s | binary COPY rows/s | SQL extraction rows/s | vs COPY | vs SQL |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2}x |",
+        args.count,
+        args.partitions,
+        args.shards,
+        args.count as f64 / o,
+        args.count as f64 / c,
+        args.count as f64 / s,
+        c / o,
+        s / o
+    );
+    Ok(())
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Seconds from `flowcli start` to the commit of the last row.
+fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<f64> {
+    let table = unique("perf_ours");
+    pg().batch_execute(&format!("CREATE TABLE {table} ({COLUMNS})"))?;
+    let job = job_yaml(
+        topic,
+        "      json:\n        column:\n          name: value\n          type: json",
+        "      consistency: exactly-once",
+        &format!("        interval_ms: {}\n        max_count: {}", args.interval_ms, args.max_count),
+        &format!(
+            "    - table: {table}
+      schema: public
+      mode:
+        insert: {{}}
+      mapping:
+        id: (value->>'id')::int
+        big: (value->>'big')::bigint
+        name: (value->>'name')::text
+        ts: (value->>'ts')::timestamp
+        score: (value->>'score')::double precision"
+        ),
+        "",
+    );
+    let submitted = server.submit_yaml(&table, &job, &[]);
+    if !submitted.success {
+        bail!("submit failed: {}", submitted.stderr);
+    }
+    let start_ms = now_ms();
+    server.ok(&["start", &table]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let last_commit = loop {
+        let status = server.status(&table);
+        if status["rows_loaded"].as_u64() == Some(args.count) {
+            break status["last_commit_at_ms"].as_i64().context("last_commit_at_ms")?;
+        }
+        if status["state"] != "running" {
+            bail!("job ended: {status}");
+        }
+        if Instant::now() > deadline {
+            bail!("load did not finish: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    server.ok(&["stop", &table]);
+    server.ok(&["remove", &table]);
+    let loaded: i64 = pg().query_one(&format!("SELECT count(*) FROM {table}"), &[])?.get(0);
+    if loaded as u64 != args.count {
+        bail!("{table} has {loaded} rows");
+    }
+    pg().batch_execute(&format!("DROP TABLE {table}"))?;
+    Ok((last_commit - start_ms) as f64 / 1000.0)
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn raw_copy_run(data: &[u8]) -> anyhow::Result<f64> {
+    let table = unique("perf_copy");
+    let mut client = pg();
+    client.batch_execute(&format!("CREATE TABLE {table} ({COLUMNS})"))?;
+    let started = Instant::now();
+    let mut writer = client.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))?;
+    writer.write_all(data)?;
+    writer.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    client.batch_execute(&format!("DROP TABLE {table}"))?;
+    Ok(seconds)
+}
+
+fn sql_extraction_run(lines: &[u8]) -> anyhow::Result<f64> {
+    let staging = unique("perf_json_staging");
+    let table = unique("perf_sql");
+    let mut client = pg();
+    client.batch_execute(&format!("CREATE TABLE {staging} (value json); CREATE TABLE {table} ({COLUMNS})"))?;
+    let started = Instant::now();
+    let mut writer = client.copy_in(&format!("COPY {staging} FROM STDIN"))?;
+    writer.write_all(lines)?;
+    writer.finish()?;
+    client.batch_execute(&format!(
+        "INSERT INTO {table} SELECT (value->>'id')::int, (value->>'big')::bigint, (value->>'name')::text, \
+         (value->>'ts')::timestamp, (value->>'score')::double precision FROM {staging}"
+    ))?;
+    let seconds = started.elapsed().as_secs_f64();
+    client.batch_execute(&format!("DROP TABLE {staging}; DROP TABLE {table}"))?;
+    Ok(seconds)
+}
+
+fn binary_copy_rows(count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count as usize * 80);
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for i in 0..count {
+        let BenchRow { id, big, name, ts_micros, score } = bench_row(i);
+        out.extend_from_slice(&5i16.to_be_bytes());
+        out.extend_from_slice(&4i32.to_be_bytes());
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&big.to_be_bytes());
+        out.extend_from_slice(&(name.len() as i32).to_be_bytes());
+        out.extend_from_slice(&name);
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&ts_micros.to_be_bytes());
+        out.extend_from_slice(&8i32.to_be_bytes());
+        out.extend_from_slice(&score.to_bits().to_be_bytes());
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
+}
+
+/// The events as COPY text lines (backslashes doubled, as the text format needs).
+fn json_copy_text(count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count as usize * 120);
+    let mut text = String::new();
+    for i in 0..count {
+        bench_json(&bench_row(i), &mut text);
+        out.extend_from_slice(text.replace('\\', "\\\\").as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
