@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(RejectReason::CsvMissingData { column: 5 }.describe(&names), "missing data for column 6");
         assert_eq!(
             RejectReason::CsvExtraData { fields: 3 }.describe(&names),
-            "extra data after last expected column (3 fields)"
+            "extra data after last expected column: 3 fields, 2 columns"
         );
         assert_eq!(RejectReason::CsvUnterminatedQuote.to_string(), "unterminated CSV quoted field");
         assert!(RejectReason::Tombstone.describe(&[]).contains("tombstone"));
