@@ -161,6 +161,20 @@ impl Committer {
             let started = Instant::now();
             match self.load_once(&mut batch).await {
                 Ok(Loaded::Committed { rows, errors }) => {
+                    tracing::debug!(
+                        job = %self.job.name,
+                        shard = self.shard,
+                        batch = batch.seq,
+                        messages = batch.message_count(),
+                        fast = batch.fast.len(),
+                        slow = batch.slow.len(),
+                        rows,
+                        errors,
+                        filled_ms = (batch.sealed_at - batch.opened_at).as_millis() as u64,
+                        queued_ms = started.duration_since(batch.sealed_at).as_millis() as u64,
+                        commit_ms = started.elapsed().as_millis() as u64,
+                        "batch committed"
+                    );
                     self.job.record_commit(&batch, rows, errors as u64, started);
                     return BatchOutcome::Committed { buffers: Some(batch) };
                 }

@@ -368,6 +368,9 @@ impl JobRuntime {
             ("group.id".into(), group),
             ("client.id".into(), format!("flowserver.{}", self.name)),
             ("session.timeout.ms".into(), "10000".into()),
+            // librdkafka's default backs a full partition queue off for a whole
+            // second; the shard drains its queue in milliseconds.
+            ("fetch.queue.backoff.ms".into(), "10".into()),
         ];
         let auto_offset_reset = match source.fallback_offset {
             Some(FallbackOffset::Latest) => "latest",

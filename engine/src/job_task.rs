@@ -33,6 +33,8 @@ use crate::stats::{PartitionProgress, ShardJobStats};
 /// Messages read between two checks of the control channel and the clock.
 const DRAIN_CHUNK: usize = 4096;
 const STATS_EVERY: Duration = Duration::from_millis(500);
+/// At end of partition, a batch is sealed once this fraction of `interval_ms` has passed.
+const EOF_SEAL_FRACTION: u32 = 10;
 
 /// The shard's end of a job link.
 pub struct ShardSide {
@@ -144,9 +146,12 @@ impl JobTask {
             for notice in self.consumer.take_notices() {
                 self.on_rebalance(notice).await?;
             }
-            let may_read = self.may_read();
-            if may_read {
-                self.drain().await?;
+            // The queue's callback only signals the empty → non-empty edge: a
+            // drain that stopped before emptying the queue must come back
+            // without waiting for a signal.
+            let mut queue_left_nonempty = false;
+            if self.may_read() {
+                queue_left_nonempty = self.drain().await?;
             }
             if self.in_flight.is_none() && self.should_seal() {
                 self.seal().await?;
@@ -159,6 +164,9 @@ impl JobTask {
                 self.publish_stats();
             }
 
+            if queue_left_nonempty && self.may_read() {
+                continue;
+            }
             let wait = self.next_deadline().saturating_duration_since(Instant::now());
             let reply = async { Wake::Reply(self.replies.recv().await.ok()) };
             let readable = async {
@@ -212,17 +220,28 @@ impl JobTask {
     fn next_deadline(&self) -> Instant {
         let mut deadline = self.next_stats;
         if self.read.open.message_count() > 0 && self.in_flight.is_none() {
-            deadline = deadline.min(self.read.open.opened_at + self.plan.batch_interval);
+            let wait = if self.all_held_at_eof() {
+                self.plan.batch_interval / EOF_SEAL_FRACTION
+            } else {
+                self.plan.batch_interval
+            };
+            deadline = deadline.min(self.read.open.opened_at + wait);
         }
         deadline
     }
 
-    async fn drain(&mut self) -> Result<(), String> {
+    /// Reads what the consumer has, up to a chunk or a full batch; true when
+    /// it stopped with messages possibly left in the queue.
+    async fn drain(&mut self) -> Result<bool, String> {
         let mut read = 0usize;
         let mut bytes = 0u64;
         let mut reset_seen = false;
+        let mut emptied = false;
         while read < DRAIN_CHUNK && !self.open_is_full() {
-            let Some(polled) = self.consumer.poll() else { break };
+            let Some(polled) = self.consumer.poll() else {
+                emptied = true;
+                break;
+            };
             match polled {
                 Ok(message) => {
                     read += 1;
@@ -254,7 +273,7 @@ impl JobTask {
         if read > 0 {
             glommio::yield_if_needed().await;
         }
-        Ok(())
+        Ok(!emptied)
     }
 
     async fn seal(&mut self) -> Result<(), String> {
