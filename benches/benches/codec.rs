@@ -1,0 +1,147 @@
+//! Decode + encode cost per message on one core: JSON with 5 and 20 pushed-down
+//! fields, CSV, and the whole-document path. Reports time per message
+//! (criterion's "time" is per iteration = one message) and throughput in bytes.
+//!
+//! `cargo bench -p flowserver-benches --bench codec`
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flowserver_engine::codec::{
+    Conversion, CsvOptions, DecodePlan, EncodeContext, FastColumn, JsonKind, JsonPath, PgType, RowEncoder, SourceFormat,
+};
+
+fn conversion(cast: PgType, target: PgType) -> Conversion {
+    Conversion::new(cast, target).expect("supported conversion")
+}
+
+fn json_plan(fields: &[(&str, PgType)]) -> DecodePlan {
+    DecodePlan {
+        format: SourceFormat::Json(JsonKind::Json),
+        fast_columns: fields
+            .iter()
+            .map(|(key, ty)| FastColumn::JsonPath {
+                path: JsonPath::key(key),
+                conversion: conversion(ty.clone(), ty.clone()),
+            })
+            .collect(),
+        context: EncodeContext { session_time_zone_is_utc: true },
+    }
+}
+
+fn five_field_messages(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            format!(
+                r#"{{"id":{i},"big":{},"name":"abcdefghij{:010}","ts":"2026-01-01T00:{:02}:{:02}.{:06}","score":{}.125}}"#,
+                i as i64 * 1_000_003,
+                i,
+                (i / 60) % 60,
+                i % 60,
+                i % 1_000_000,
+                i
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn twenty_field_messages(count: usize) -> Vec<Vec<u8>> {
+    (0..count)
+        .map(|i| {
+            let mut text = String::from("{");
+            for f in 0..20 {
+                if f > 0 {
+                    text.push(',');
+                }
+                match f % 4 {
+                    0 => text.push_str(&format!(r#""f{f}":{}"#, i * 7 + f)),
+                    1 => text.push_str(&format!(r#""f{f}":"text value {i} {f}""#)),
+                    2 => text.push_str(&format!(r#""f{f}":{}.5"#, i + f)),
+                    _ => text.push_str(&format!(r#""f{f}":"2026-03-04 05:06:{:02}""#, (i + f) % 60)),
+                }
+            }
+            text.push('}');
+            text.into_bytes()
+        })
+        .collect()
+}
+
+fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>]) {
+    let mut encoder = RowEncoder::new(plan);
+    let mut fast = Vec::with_capacity(64 << 20);
+    let mut slow = Vec::with_capacity(1 << 20);
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes((bytes / messages.len()) as u64));
+    let mut i = 0;
+    group.bench_function("per_message", |b| {
+        b.iter(|| {
+            if fast.len() > (60 << 20) {
+                fast.clear();
+                slow.clear();
+            }
+            let message = &messages[i % messages.len()];
+            i += 1;
+            black_box(encoder.encode(Some(black_box(message)), &mut fast, &mut slow))
+        })
+    });
+    group.finish();
+}
+
+fn codec(c: &mut Criterion) {
+    let five = five_field_messages(10_000);
+    let plan5 = json_plan(&[
+        ("id", PgType::Int4),
+        ("big", PgType::Int8),
+        ("name", PgType::Text),
+        ("ts", PgType::Timestamp),
+        ("score", PgType::Float8),
+    ]);
+    bench_messages(c, "json_5_fields", &plan5, &five);
+
+    let twenty = twenty_field_messages(10_000);
+    let fields: Vec<(String, PgType)> = (0..20)
+        .map(|f| {
+            let ty = match f % 4 {
+                0 => PgType::Int8,
+                1 => PgType::Text,
+                2 => PgType::Float8,
+                _ => PgType::Timestamp,
+            };
+            (format!("f{f}"), ty)
+        })
+        .collect();
+    let refs: Vec<(&str, PgType)> = fields.iter().map(|(k, t)| (k.as_str(), t.clone())).collect();
+    bench_messages(c, "json_20_fields", &json_plan(&refs), &twenty);
+
+    let document = DecodePlan {
+        format: SourceFormat::Json(JsonKind::Json),
+        fast_columns: vec![FastColumn::JsonDocument { conversion: conversion(PgType::Json, PgType::Json) }],
+        context: EncodeContext { session_time_zone_is_utc: true },
+    };
+    bench_messages(c, "json_whole_document", &document, &five);
+
+    let csv: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| {
+            format!("{i},{},abcdefghij{i:010},2026-01-01 00:00:{:02},{i}.125", i as i64 * 1_000_003, i % 60)
+                .into_bytes()
+        })
+        .collect();
+    let mut options = CsvOptions::new(5);
+    options.delimiter = b',';
+    let types = [PgType::Int4, PgType::Int8, PgType::Text, PgType::Timestamp, PgType::Float8];
+    let csv_plan = DecodePlan {
+        format: SourceFormat::Csv(options),
+        fast_columns: types
+            .iter()
+            .enumerate()
+            .map(|(index, ty)| FastColumn::CsvField { index, conversion: conversion(ty.clone(), ty.clone()) })
+            .collect(),
+        context: EncodeContext { session_time_zone_is_utc: true },
+    };
+    bench_messages(c, "csv_5_fields", &csv_plan, &csv);
+}
+
+criterion_group!(benches, codec);
+criterion_main!(benches);
