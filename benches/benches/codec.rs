@@ -22,7 +22,7 @@ fn json_plan(fields: &[(&str, PgType)]) -> DecodePlan {
             .iter()
             .map(|(key, ty)| FastColumn::JsonPath {
                 path: JsonPath::key(key),
-                conversion: conversion(ty.clone(), ty.clone()),
+                conversion: conversion(*ty, *ty),
             })
             .collect(),
         context: EncodeContext { session_time_zone_is_utc: true },
@@ -112,7 +112,7 @@ fn codec(c: &mut Criterion) {
             (format!("f{f}"), ty)
         })
         .collect();
-    let refs: Vec<(&str, PgType)> = fields.iter().map(|(k, t)| (k.as_str(), t.clone())).collect();
+    let refs: Vec<(&str, PgType)> = fields.iter().map(|(k, t)| (k.as_str(), *t)).collect();
     bench_messages(c, "json_20_fields", &json_plan(&refs), &twenty);
 
     let document = DecodePlan {
