@@ -20,10 +20,7 @@ fn json_plan(fields: &[(&str, PgType)]) -> DecodePlan {
         format: SourceFormat::Json(JsonKind::Json),
         fast_columns: fields
             .iter()
-            .map(|(key, ty)| FastColumn::JsonPath {
-                path: JsonPath::key(key),
-                conversion: conversion(*ty, *ty),
-            })
+            .map(|(key, ty)| FastColumn::JsonPath { path: JsonPath::key(key), conversion: conversion(*ty, *ty) })
             .collect(),
         context: EncodeContext { session_time_zone_is_utc: true },
     }
@@ -136,7 +133,7 @@ fn codec(c: &mut Criterion) {
         fast_columns: types
             .iter()
             .enumerate()
-            .map(|(index, ty)| FastColumn::CsvField { index, conversion: conversion(ty.clone(), ty.clone()) })
+            .map(|(index, ty)| FastColumn::CsvField { index, conversion: conversion(*ty, *ty) })
             .collect(),
         context: EncodeContext { session_time_zone_is_utc: true },
     };
