@@ -32,6 +32,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Transaction};
 
 use crate::db;
+use crate::greenplum::{self, ServedFormat};
+use crate::job::GreenplumLoad;
 use crate::job::{JobRuntime, SupervisorEvent};
 use crate::jobspec::ErrorLimit;
 use crate::load_plan::FastRelation;
@@ -166,7 +168,7 @@ impl Committer {
                         shard = self.shard,
                         batch = batch.seq,
                         messages = batch.message_count(),
-                        fast = batch.fast.len(),
+                        fast = batch.fast_rows(),
                         slow = batch.slow.len(),
                         rows,
                         errors,
@@ -221,6 +223,7 @@ impl Committer {
 
     async fn load_once(&mut self, batch: &mut Batch) -> Result<Loaded, Failure> {
         let job = self.job.clone();
+        let shard = self.shard;
         let client = self.session().await?;
         let transaction = client.transaction().await.map_err(|e| classify(&e))?;
 
@@ -247,7 +250,12 @@ impl Committer {
         let mut rows = 0u64;
         let mut exceeded = limit.exceeded(errors.len());
 
-        if !exceeded {
+        if !exceeded && let Some(greenplum) = &job.greenplum {
+            match load_served(&transaction, &job, greenplum, shard, batch, &mut errors, &limit).await? {
+                SetResult::Loaded(n) => rows += n,
+                SetResult::LimitExceeded => exceeded = true,
+            }
+        } else if !exceeded {
             let fast = Bytes::from(std::mem::take(&mut batch.fast.data));
             let result = load_set(&transaction, &job, RowKind::Fast, &fast, &batch.fast, &mut errors, &limit).await;
             batch.fast.data = reclaim(fast);
@@ -372,6 +380,115 @@ async fn load_set(
         }
     }
     Ok(SetResult::Loaded(loaded))
+}
+
+/// WarehousePG / Greenplum: the segments read the batch's fast rows from the
+/// shard's gpfdist listener through the shard's external table. Rows the
+/// segments reject (a row they cannot read) come back from the table's error
+/// log; a row the target refuses (a constraint, a mapping expression) fails
+/// the whole statement, and then the batch's fast rows are loaded through the
+/// coordinator instead, where bad rows are isolated one by one.
+async fn load_served(
+    transaction: &Transaction<'_>,
+    job: &JobRuntime,
+    greenplum: &GreenplumLoad,
+    shard: usize,
+    batch: &Batch,
+    errors: &mut Vec<ErrorRow>,
+    limit: &Limit,
+) -> Result<SetResult, Failure> {
+    let Some(served) = batch.served.as_ref().filter(|s| !s.row_ends.is_empty()) else {
+        return Ok(SetResult::Loaded(0));
+    };
+    let table = &greenplum.tables[shard];
+    // The error log outlives transactions: start from an empty one.
+    transaction.batch_execute(&greenplum::truncate_error_log(table)).await.map_err(|e| classify(&e))?;
+    transaction.batch_execute("SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+    let mut inserted = 0u64;
+    let mut failure = None;
+    for insert in &greenplum.inserts[shard] {
+        match transaction.execute(insert.as_str(), &[]).await {
+            Ok(n) => inserted += n,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        }
+    }
+    match failure {
+        None => {}
+        Some(error) if is_row_error(&error) => {
+            tracing::info!(
+                job = %job.name,
+                shard,
+                error = %db::describe(&error),
+                "a served row was refused; loading this batch through the coordinator to isolate it"
+            );
+            transaction.batch_execute("ROLLBACK TO SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+            return load_served_through_coordinator(transaction, job, greenplum, batch, served, errors, limit).await;
+        }
+        Some(error) => {
+            let message = db::describe(&error);
+            if message.contains("gpfdist") {
+                return Err(Failure::Fatal(format!(
+                    "the segments cannot read flowserver's gpfdist at {} (the host is Gpfdist.AdvertiseHost, \
+                     by default this machine's name; it must be an address every segment host can reach): {message}",
+                    table.location
+                )));
+            }
+            return Err(classify(&error));
+        }
+    }
+    transaction.batch_execute("RELEASE SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+    let rejected = transaction.query(&greenplum::read_error_log(table), &[]).await.map_err(|e| classify(&e))?;
+    let mut seen_rows = std::collections::BTreeSet::new();
+    for row in rejected {
+        let line: Option<i64> = row.get(0);
+        let reason: String = row.get(1);
+        // Each INSERT scans the table once: several target tables log a bad row several times.
+        let Some(index) = line.and_then(|l| usize::try_from(l - 1).ok()) else { continue };
+        if !seen_rows.insert(index) {
+            continue;
+        }
+        let Some(&message) = batch.fast.messages.get(index) else { continue };
+        errors.push(ErrorRow { message, reason });
+        if limit.exceeded(errors.len()) {
+            return Ok(SetResult::LimitExceeded);
+        }
+    }
+    Ok(SetResult::Loaded(inserted))
+}
+
+async fn load_served_through_coordinator(
+    transaction: &Transaction<'_>,
+    job: &JobRuntime,
+    greenplum: &GreenplumLoad,
+    batch: &Batch,
+    served: &flowserver_engine::gpfdist::ServedBatch,
+    errors: &mut Vec<ErrorRow>,
+    limit: &Limit,
+) -> Result<SetResult, Failure> {
+    match greenplum.format {
+        ServedFormat::FsFormatter => {
+            // fs_formatter rows are binary COPY tuples behind a length word.
+            let mut rows = RowSet::default();
+            rows.data.reserve(served.data.len());
+            let mut start = 0usize;
+            for &end in &served.row_ends {
+                rows.data.extend_from_slice(&served.data[start + 4..end as usize]);
+                rows.ends.push(rows.data.len() as u32);
+                start = end as usize;
+            }
+            rows.messages.clone_from(&batch.fast.messages);
+            let data = Bytes::from(std::mem::take(&mut rows.data));
+            load_set(transaction, job, RowKind::Fast, &data, &rows, errors, limit).await
+        }
+        // The shard kept the source columns' tuples next to the CSV it served.
+        ServedFormat::Csv => {
+            let data = Bytes::copy_from_slice(&batch.fast.data);
+            load_set(transaction, job, RowKind::Slow, &data, &batch.fast, errors, limit).await
+        }
+    }
 }
 
 /// Copies rows `rows` of `set` and applies the SQL of their kind; returns the

@@ -48,6 +48,8 @@ struct RawGpfdist {
     port: Option<u16>,
     reuse_tables: Option<bool>,
     advertise_host: Option<String>,
+    compression: Option<bool>,
+    block_size: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -95,8 +97,13 @@ pub struct GpfdistConfig {
     pub host: String,
     pub port: u16,
     pub reuse_tables: bool,
-    /// The host written into external tables' LOCATION: what segments connect to.
-    pub advertise_host: Option<String>,
+    /// The host written into external tables' LOCATION: what segments connect
+    /// to. Defaults to this machine's host name.
+    pub advertise_host: String,
+    /// Answer a segment's `X-GP-ZSTD: 1` offer with zstd-compressed blocks.
+    pub compression: bool,
+    /// Target size of a served block (whole rows).
+    pub block_size: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -159,8 +166,16 @@ impl ServerConfig {
             host: gpfdist_raw.host.unwrap_or_default(),
             port: gpfdist_raw.port.unwrap_or(6070),
             reuse_tables: gpfdist_raw.reuse_tables.unwrap_or(false),
-            advertise_host: gpfdist_raw.advertise_host.filter(|h| !h.is_empty()),
+            advertise_host: gpfdist_raw.advertise_host.filter(|h| !h.is_empty()).unwrap_or_else(host_name),
+            compression: gpfdist_raw.compression.unwrap_or(false),
+            block_size: gpfdist_raw.block_size.unwrap_or(256 << 10),
         };
+        if !(1024..=(64 << 20)).contains(&gpfdist.block_size) {
+            return Err(invalid(format!(
+                "Gpfdist.BlockSize must be between 1024 and 67108864; got {}",
+                gpfdist.block_size
+            )));
+        }
 
         let prometheus = match raw.prometheus {
             None => None,
@@ -218,6 +233,15 @@ impl ServerConfig {
             unknown_keys,
         })
     }
+}
+
+/// This machine's host name, as segments would resolve it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 fn default_state_dir() -> PathBuf {

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use flowserver_engine::batch::Batch;
 use flowserver_engine::events::{ControlReply, PartitionStart, StartPosition};
-use flowserver_engine::plan::{KafkaCommit, ShardJobPlan};
+use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::Engine;
 use flowserver_engine::stats::ShardJobStats;
 use tokio::sync::{mpsc, oneshot};
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::committer::Committer;
 use crate::db::{self, TargetKind};
 use crate::error::ControlError;
+use crate::greenplum::{self, ExternalTable, ServedFormat};
 use crate::jobspec::{Consistency, FallbackOffset, JobConfig, SourceFormatSpec};
 use crate::kafka_admin::KafkaProbe;
 use crate::load_plan::{self, LoadPlan, TargetCatalog};
@@ -84,6 +85,28 @@ pub struct JobRuntime {
     warning: Mutex<Option<String>>,
     shard_stats: Mutex<Vec<(usize, Arc<ShardJobStats>)>>,
     pub started_at_ms: i64,
+    /// Set when the target is WarehousePG / Greenplum: fast rows are served to
+    /// the segments through external tables.
+    pub greenplum: Option<GreenplumLoad>,
+}
+
+/// What flowserver offers every job: where its shards' gpfdist listeners are.
+#[derive(Debug, Clone)]
+pub struct ServerContext {
+    /// Port of shard `i`'s listener, in shard order.
+    pub gpfdist_ports: Vec<u16>,
+    /// The host written into LOCATION (Gpfdist.AdvertiseHost).
+    pub advertise_host: String,
+    pub reuse_tables: bool,
+}
+
+/// A job's WarehousePG / Greenplum load: one external table per shard.
+#[derive(Debug, Clone)]
+pub struct GreenplumLoad {
+    pub tables: Vec<ExternalTable>,
+    /// The INSERT statements reading each shard's table.
+    pub inserts: Vec<Vec<String>>,
+    pub format: ServedFormat,
 }
 
 #[derive(Debug, Default)]
@@ -113,13 +136,11 @@ impl JobRuntime {
         name: &str,
         config: JobConfig,
         options: &StartOptions,
+        server: &ServerContext,
     ) -> Result<Arc<JobRuntime>, ControlError> {
         let target = &config.target;
         let client = db::connect(target, &format!("flowserver:{name}:start")).await.map_err(ControlError::database)?;
         let kind = db::target_kind(&client).await.map_err(ControlError::database)?;
-        if kind == TargetKind::Greenplum {
-            tracing::warn!(job = name, "WarehousePG / Greenplum target: loading through the coordinator with COPY");
-        }
         if !db::schema_exists(&client, &target.staging_schema).await.map_err(ControlError::database)? {
             return Err(ControlError::StartCheck(format!(
                 "target.database.staging_schema: schema {} does not exist",
@@ -153,7 +174,7 @@ impl JobRuntime {
         }
         let session_time_zone_is_utc = db::session_time_zone_is_utc(&client).await.map_err(ControlError::database)?;
         let catalog = TargetCatalog { tables, session_time_zone_is_utc };
-        let plan = load_plan::build(&config, &catalog).map_err(|e| ControlError::StartCheck(e.to_string()))?;
+        let plan = load_plan::build(&config, &catalog, kind).map_err(|e| ControlError::StartCheck(e.to_string()))?;
         for line in &plan.explain_lines {
             tracing::info!(job = name, "mapping {line}");
         }
@@ -175,8 +196,12 @@ impl JobRuntime {
         .map_err(|e| ControlError::Internal(e.to_string()))?
         .map_err(ControlError::kafka)?;
 
+        let greenplum = match kind {
+            TargetKind::PostgreSql => None,
+            TargetKind::Greenplum => Some(prepare_greenplum(&client, name, &config, &plan, server).await?),
+        };
         if !options.skip_explain {
-            explain(&client, &plan).await?;
+            explain(&client, &plan, greenplum.as_ref()).await?;
         }
 
         let source_columns = match &source.format {
@@ -217,6 +242,7 @@ impl JobRuntime {
             warning: Mutex::new(None),
             shard_stats: Mutex::new(Vec::new()),
             started_at_ms: now_ms(),
+            greenplum,
         };
         if let Some(reset) = options.reset {
             runtime.apply_reset(&client, reset).await?;
@@ -397,13 +423,33 @@ impl JobRuntime {
             job: self.name.clone(),
             topic: self.topic.clone(),
             consumer_config,
-            decode: self.plan.decode.clone(),
+            decode: self.decode_plan(),
             batch_interval: source.batch.interval,
             batch_max_messages: source.batch.max_count.map(|n| n.get()),
             batch_max_bytes: BATCH_MAX_BYTES,
             kafka_commit,
             stop_at_eof,
+            serve: self.greenplum.as_ref().map(|g| ServePlan {
+                path: self.name.clone(),
+                rows: match g.format {
+                    ServedFormat::FsFormatter => ServedRows::FsFormatter,
+                    ServedFormat::Csv => ServedRows::Csv,
+                },
+            }),
         }
+    }
+
+    /// What the shards compute: on WarehousePG / Greenplum the fast rows are
+    /// always staged (the external table's shape), or only the source columns
+    /// when the database has no fs_formatter.
+    fn decode_plan(&self) -> flowserver_engine::codec::DecodePlan {
+        let mut decode = self.plan.decode.clone();
+        match self.greenplum.as_ref().map(|g| g.format) {
+            None => {}
+            Some(ServedFormat::FsFormatter) => decode.fast_columns = self.plan.staged_decode.clone(),
+            Some(ServedFormat::Csv) => decode.fast_columns = self.plan.source_decode.clone(),
+        }
+        decode
     }
 
     pub fn is_stopping(&self) -> bool {
@@ -466,16 +512,96 @@ impl JobRuntime {
     }
 }
 
+/// Installs fs_formatter if needed (falling back to CSV when it cannot be
+/// installed) and creates one external table per shard.
+async fn prepare_greenplum(
+    client: &tokio_postgres::Client,
+    job: &str,
+    config: &JobConfig,
+    plan: &LoadPlan,
+    server: &ServerContext,
+) -> Result<GreenplumLoad, ControlError> {
+    if server.gpfdist_ports.is_empty() {
+        return Err(ControlError::StartCheck(
+            "the target is WarehousePG / Greenplum but this flowserver runs no gpfdist listener".into(),
+        ));
+    }
+    let installed = client
+        .query_opt("SELECT extversion FROM pg_extension WHERE extname = 'fs_formatter'", &[])
+        .await
+        .map_err(|e| ControlError::StartCheck(format!("cannot look up fs_formatter: {}", db::describe(&e))))?
+        .is_some();
+    let format = if installed {
+        ServedFormat::FsFormatter
+    } else {
+        match client.batch_execute("CREATE EXTENSION IF NOT EXISTS fs_formatter").await {
+            Ok(()) => {
+                tracing::info!(job, "created extension fs_formatter");
+                ServedFormat::FsFormatter
+            }
+            Err(error) => {
+                tracing::warn!(
+                    job,
+                    error = %db::describe(&error),
+                    "fs_formatter cannot be installed; serving CSV and computing every column in the database"
+                );
+                ServedFormat::Csv
+            }
+        }
+    };
+    let (shape, inserts_of): (&crate::load_plan::RelationShape, _) = match format {
+        ServedFormat::FsFormatter => (&plan.staged, &plan.staged),
+        ServedFormat::Csv => (&plan.sources, &plan.sources),
+    };
+    let segments: i64 = client
+        .query_one(greenplum::PRIMARY_SEGMENTS, &[])
+        .await
+        .map_err(|e| ControlError::StartCheck(format!("cannot count primary segments: {}", db::describe(&e))))?
+        .get(0);
+    if segments < 1 {
+        return Err(ControlError::StartCheck("the cluster has no primary segment up".into()));
+    }
+    let target = &config.target;
+    let mut tables = Vec::new();
+    let mut inserts = Vec::new();
+    for (shard, port) in server.gpfdist_ports.iter().enumerate() {
+        let location = greenplum::location(&server.advertise_host, *port, job);
+        let table = greenplum::external_table(greenplum::TableSpec {
+            staging_schema: &target.staging_schema,
+            job,
+            shard,
+            location: &location,
+            shape,
+            format,
+            error_limit: target.error_limit,
+            reuse: server.reuse_tables,
+        });
+        let statements = if table.reuse { table.create.clone() } else { format!("{}; {}", table.drop, table.create) };
+        client.batch_execute(&statements).await.map_err(|e| {
+            ControlError::StartCheck(format!("cannot create the external table {}: {}", table.name, db::describe(&e)))
+        })?;
+        inserts.push(inserts_of.inserts(&table.name));
+        tables.push(table);
+    }
+    tracing::info!(job, format = ?format, locations = ?tables.iter().map(|t| &t.location).collect::<Vec<_>>(), "external tables ready");
+    Ok(GreenplumLoad { tables, inserts, format })
+}
+
 /// Checks every generated statement against the target inside a transaction
 /// that is rolled back.
-async fn explain(client: &tokio_postgres::Client, plan: &LoadPlan) -> Result<(), ControlError> {
+async fn explain(
+    client: &tokio_postgres::Client,
+    plan: &LoadPlan,
+    greenplum: Option<&GreenplumLoad>,
+) -> Result<(), ControlError> {
     let mut statements = vec!["BEGIN".to_string()];
     statements.extend(plan.create_staging.iter().cloned());
+    let served = greenplum.and_then(|g| g.inserts.first()).cloned().unwrap_or_default();
     let result = async {
         for statement in &statements {
             client.batch_execute(statement).await.map_err(|e| db::describe(&e))?;
         }
-        for insert in plan.insert_fast.iter().chain(&plan.insert_slow) {
+        for insert in plan.insert_fast.iter().chain(&plan.insert_slow).chain(&served) {
             client
                 .batch_execute(&format!("EXPLAIN {insert}"))
                 .await

@@ -38,7 +38,7 @@ pub struct ProbeContext;
 
 impl rdkafka::ClientContext for ProbeContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_partition_eof(&error) {
             tracing::warn!(%error, %reason, "kafka client error");
         }
     }
@@ -230,4 +230,10 @@ pub async fn delete_group(brokers: &str, properties: &[(String, String)], group:
         }
     }
     Ok(())
+}
+
+/// End-of-partition reaches the client error callback as a partition event
+/// or as a "global" error, depending on the path inside librdkafka.
+fn is_partition_eof(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF))
 }

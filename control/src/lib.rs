@@ -13,6 +13,7 @@ pub mod committer;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod greenplum;
 pub mod job;
 pub mod jobspec;
 pub mod kafka_admin;

@@ -20,6 +20,7 @@ use flowserver_engine::codec::{
     Conversion, CsvOptions, DecodePlan, EncodeContext, FastColumn, JsonKind, JsonPath, PgType, SourceFormat,
 };
 
+use crate::db::TargetKind;
 use crate::jobspec::{CsvSpec, JobConfig, JsonColumnType, MappingExpr, SourceFormatSpec, TargetTable};
 use crate::sql::{ident, literal, qualified};
 
@@ -71,6 +72,15 @@ pub struct LoadPlan {
     pub truncate_slow: String,
     pub insert_fast: Vec<String>,
     pub insert_slow: Vec<String>,
+    /// Fast rows as a relation of staged columns: what an external table
+    /// serving them holds (WarehousePG / Greenplum).
+    pub staged: RelationShape,
+    /// What shards compute for the staged shape.
+    pub staged_decode: Vec<FastColumn>,
+    /// The source columns as text, with the job's own SQL: the slow rows'
+    /// relation, and what an external table serves when fs_formatter is missing.
+    pub sources: RelationShape,
+    pub source_decode: Vec<FastColumn>,
     /// One line per target column saying how it is computed, for the job's log.
     pub explain_lines: Vec<String>,
 }
@@ -86,7 +96,7 @@ struct Pushed {
     sql_type: String,
 }
 
-pub fn build(config: &JobConfig, catalog: &TargetCatalog) -> Result<LoadPlan, PlanError> {
+pub fn build(config: &JobConfig, catalog: &TargetCatalog, kind: TargetKind) -> Result<LoadPlan, PlanError> {
     let target = &config.target;
     let (format, sources, json_kind) = source_shape(&config.source.format);
     let context = EncodeContext { session_time_zone_is_utc: catalog.session_time_zone_is_utc };
@@ -115,37 +125,97 @@ pub fn build(config: &JobConfig, catalog: &TargetCatalog) -> Result<LoadPlan, Pl
     }
 
     let has_filters = target.filter_expression.is_some() || target.tables.iter().any(|t| t.filter.is_some());
-    let direct = tables.len() == 1 && !has_filters && tables[0].iter().all(|(_, _, pushed)| pushed.is_some());
+    let direct = kind == TargetKind::PostgreSql
+        && tables.len() == 1
+        && !has_filters
+        && tables[0].iter().all(|(_, _, pushed)| pushed.is_some());
 
-    let source_list = |cast: bool| -> String {
-        sources
-            .iter()
-            .map(|s| {
-                if cast { format!("{}::{} AS {}", ident(&s.name), s.sql_type, ident(&s.name)) } else { ident(&s.name) }
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+    let source_list = sources
+        .iter()
+        .map(|s| format!("{}::{} AS {}", ident(&s.name), s.sql_type, ident(&s.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let slow_columns = sources.iter().map(|s| format!("{} text", ident(&s.name))).collect::<Vec<_>>().join(", ");
     let mut create_staging =
         vec![format!("CREATE TEMP TABLE IF NOT EXISTS flowserver_slow ({slow_columns}) ON COMMIT DELETE ROWS")];
     let mut explain_lines = Vec::new();
 
-    let mut insert_slow = Vec::new();
+    // The slow relation always holds the source columns as text; the job's own SQL applies.
+    let mut slow_inserts = Vec::new();
     for (index, (table, resolved)) in target.tables.iter().zip(&tables).enumerate() {
         let name = qualified(table.schema.as_deref(), &table.table);
         let columns = resolved.iter().map(|(c, _, _)| ident(c)).collect::<Vec<_>>().join(", ");
         let select = resolved.iter().map(|(_, expr, _)| sql_of(expr)).collect::<Vec<_>>().join(", ");
-        insert_slow.push(format!(
-            "INSERT INTO {name} ({columns}) SELECT {select} FROM (SELECT {} FROM {SLOW_STAGING}) AS source{}",
-            source_list(true),
-            where_clause(target.filter_expression.as_deref(), table.filter.as_deref())
-        ));
+        slow_inserts.push(TableInsert {
+            table: name.clone(),
+            columns,
+            select,
+            filter: where_clause(target.filter_expression.as_deref(), table.filter.as_deref()),
+        });
         for (column, expr, pushed) in resolved {
             let how = if pushed.is_some() { "computed by flowserver" } else { "evaluated by the database" };
             explain_lines.push(format!("tables[{index}] {name}.{}: {} ({how})", ident(column), sql_of(expr)));
         }
     }
+    let slow = RelationShape {
+        columns: sources.iter().map(|s| (s.name.clone(), "text".to_string())).collect(),
+        inner: source_list.clone(),
+        inserts: slow_inserts,
+    };
+    let source_decode: Vec<FastColumn> =
+        (0..sources.len()).map(|source_index| FastColumn::SourceText { source_index }).collect();
+
+    // The staged shape of fast rows: pushed columns typed, plus the source
+    // columns as text when some SQL needs them.
+    let mut staged_decode = Vec::new();
+    let mut staged_columns = Vec::new();
+    let mut pushed_names: Vec<Vec<Option<String>>> = Vec::new();
+    for (t, resolved) in tables.iter().enumerate() {
+        let mut names = Vec::new();
+        for (c, (_, _, pushed)) in resolved.iter().enumerate() {
+            match pushed {
+                Some(pushed) => {
+                    let staging_name = format!("__fs_t{t}_c{c}");
+                    staged_columns.push((staging_name.clone(), pushed.sql_type.clone()));
+                    staged_decode.push(pushed.fast.clone());
+                    names.push(Some(staging_name));
+                }
+                None => names.push(None),
+            }
+        }
+        pushed_names.push(names);
+    }
+    let needs_sources = has_filters || tables.iter().flatten().any(|(_, _, pushed)| pushed.is_none());
+    if needs_sources {
+        for (i, source) in sources.iter().enumerate() {
+            staged_columns.push((source.name.clone(), "text".into()));
+            staged_decode.push(FastColumn::SourceText { source_index: i });
+        }
+    }
+    let mut inner = pushed_names.iter().flatten().flatten().map(|n| ident(n)).collect::<Vec<_>>();
+    if needs_sources {
+        inner.push(source_list);
+    }
+    let mut fast_inserts = Vec::new();
+    for ((table, resolved), names) in target.tables.iter().zip(&tables).zip(&pushed_names) {
+        let select = resolved
+            .iter()
+            .zip(names)
+            .map(|((_, expr, _), staged)| match staged {
+                Some(staged) => ident(staged),
+                None => sql_of(expr),
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        fast_inserts.push(TableInsert {
+            table: qualified(table.schema.as_deref(), &table.table),
+            columns: resolved.iter().map(|(c, _, _)| ident(c)).collect::<Vec<_>>().join(", "),
+            select,
+            filter: where_clause(target.filter_expression.as_deref(), table.filter.as_deref()),
+        });
+    }
+    let staged = RelationShape { columns: staged_columns, inner: inner.join(", "), inserts: fast_inserts };
+    let staged_decode_copy = staged_decode.clone();
 
     let (fast, decode_columns, copy_fast, truncate_fast, insert_fast) = if direct {
         let table = &target.tables[0];
@@ -161,65 +231,16 @@ pub fn build(config: &JobConfig, catalog: &TargetCatalog) -> Result<LoadPlan, Pl
         let copy = format!("COPY {name} ({}) FROM STDIN (FORMAT binary)", names.join(", "));
         (FastRelation::Direct { table: name }, fast_columns, copy, None, Vec::new())
     } else {
-        let mut fast_columns = Vec::new();
-        let mut staging_columns = Vec::new();
-        // Which staging column holds each pushed (table, column).
-        let mut pushed_names: Vec<Vec<Option<String>>> = Vec::new();
-        for (t, resolved) in tables.iter().enumerate() {
-            let mut names = Vec::new();
-            for (c, (_, _, pushed)) in resolved.iter().enumerate() {
-                match pushed {
-                    Some(pushed) => {
-                        let staging_name = format!("__fs_t{t}_c{c}");
-                        staging_columns.push(format!("{} {}", ident(&staging_name), pushed.sql_type));
-                        fast_columns.push(pushed.fast.clone());
-                        names.push(Some(staging_name));
-                    }
-                    None => names.push(None),
-                }
-            }
-            pushed_names.push(names);
-        }
-        let needs_sources = has_filters || tables.iter().flatten().any(|(_, _, pushed)| pushed.is_none());
-        if needs_sources {
-            for (i, source) in sources.iter().enumerate() {
-                staging_columns.push(format!("{} text", ident(&source.name)));
-                fast_columns.push(FastColumn::SourceText { source_index: i });
-            }
-        }
         create_staging.push(format!(
             "CREATE TEMP TABLE IF NOT EXISTS flowserver_fast ({}) ON COMMIT DELETE ROWS",
-            staging_columns.join(", ")
+            staged.column_definitions()
         ));
-        let mut inner = pushed_names.iter().flatten().flatten().map(|n| ident(n)).collect::<Vec<_>>();
-        if needs_sources {
-            inner.push(source_list(true));
-        }
-        let inner = inner.join(", ");
-        let mut inserts = Vec::new();
-        for ((table, resolved), names) in target.tables.iter().zip(&tables).zip(&pushed_names) {
-            let name = qualified(table.schema.as_deref(), &table.table);
-            let columns = resolved.iter().map(|(c, _, _)| ident(c)).collect::<Vec<_>>().join(", ");
-            let select = resolved
-                .iter()
-                .zip(names)
-                .map(|((_, expr, _), staged)| match staged {
-                    Some(staged) => ident(staged),
-                    None => sql_of(expr),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            inserts.push(format!(
-                "INSERT INTO {name} ({columns}) SELECT {select} FROM (SELECT {inner} FROM {FAST_STAGING}) AS source{}",
-                where_clause(target.filter_expression.as_deref(), table.filter.as_deref())
-            ));
-        }
         (
             FastRelation::Staged,
-            fast_columns,
+            staged_decode,
             format!("COPY {FAST_STAGING} FROM STDIN (FORMAT binary)"),
             Some(format!("TRUNCATE {FAST_STAGING}")),
-            inserts,
+            staged.inserts(FAST_STAGING),
         )
     };
 
@@ -232,9 +253,58 @@ pub fn build(config: &JobConfig, catalog: &TargetCatalog) -> Result<LoadPlan, Pl
         truncate_fast,
         truncate_slow: format!("TRUNCATE {SLOW_STAGING}"),
         insert_fast,
-        insert_slow,
+        insert_slow: slow.inserts(SLOW_STAGING),
+        staged,
+        staged_decode: staged_decode_copy,
+        sources: slow,
+        source_decode,
         explain_lines,
     })
+}
+
+/// One `INSERT … SELECT` of a relation of source columns into a target table.
+#[derive(Debug, Clone)]
+struct TableInsert {
+    table: String,
+    columns: String,
+    select: String,
+    filter: String,
+}
+
+/// A relation of staged rows (temporary table or external table) and the
+/// statements that move it into the targets.
+#[derive(Debug, Clone)]
+pub struct RelationShape {
+    /// Column names and SQL types.
+    pub columns: Vec<(String, String)>,
+    /// The inner select list: staged columns, source columns cast to their types.
+    inner: String,
+    inserts: Vec<TableInsert>,
+}
+
+impl RelationShape {
+    /// `"a" int, "b" text, …` for CREATE TABLE.
+    pub fn column_definitions(&self) -> String {
+        self.columns.iter().map(|(name, ty)| format!("{} {ty}", ident(name))).collect::<Vec<_>>().join(", ")
+    }
+
+    #[cfg(test)]
+    pub fn for_tests(columns: Vec<(String, String)>) -> RelationShape {
+        RelationShape { columns, inner: String::new(), inserts: Vec::new() }
+    }
+
+    /// The INSERT statements reading `relation`.
+    pub fn inserts(&self, relation: &str) -> Vec<String> {
+        self.inserts
+            .iter()
+            .map(|i| {
+                format!(
+                    "INSERT INTO {} ({}) SELECT {} FROM (SELECT {} FROM {relation}) AS source{}",
+                    i.table, i.columns, i.select, self.inner, i.filter
+                )
+            })
+            .collect()
+    }
 }
 
 fn source_shape(format: &SourceFormatSpec) -> (SourceFormat, Vec<SourceColumn>, Option<JsonKind>) {

@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::Parser;
 use flowserver_control::config::ServerConfig;
+use flowserver_control::job::ServerContext;
 use flowserver_control::registry::Registry;
 use flowserver_control::service::Service;
 use flowserver_control::{logging, metrics};
-use flowserver_engine::runtime::{Engine, EngineConfig};
+use flowserver_engine::gpfdist::GpfdistConfig;
+use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
 use flowserver_proto::v1::flow_server_server::FlowServerServer;
 
 #[derive(Debug, Parser)]
@@ -50,7 +52,17 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("DebugPort is accepted but flowserver serves no profiling endpoint");
     }
 
-    let engine = Engine::start(&EngineConfig { shards: config.shards, pin: config.pin_shards })?;
+    let gpfdist = GpfdistListen {
+        host: config.gpfdist.host.clone(),
+        base_port: config.gpfdist.port,
+        config: GpfdistConfig {
+            block_size: config.gpfdist.block_size,
+            compression: config.gpfdist.compression,
+            ..GpfdistConfig::default()
+        },
+    };
+    let engine =
+        Engine::start(&EngineConfig { shards: config.shards, pin: config.pin_shards, gpfdist: Some(gpfdist) })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("control")
@@ -65,7 +77,12 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServerConfig, engine: Engine) -> anyhow::Result<Option<Engine>> {
-    let registry = Registry::open(config.state_dir.clone(), engine)?;
+    let server = ServerContext {
+        gpfdist_ports: engine.gpfdist_addresses().iter().map(|a| a.port()).collect(),
+        advertise_host: config.gpfdist.advertise_host.clone(),
+        reuse_tables: config.gpfdist.reuse_tables,
+    };
+    let registry = Registry::open(config.state_dir.clone(), engine, server)?;
     let listener = tokio::net::TcpListener::bind(config.grpc)
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc))?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, watch};
 
 use crate::error::ControlError;
-use crate::job::{JobRuntime, RunEnd, RunningJob, StartOptions};
+use crate::job::{JobRuntime, RunEnd, RunningJob, ServerContext, StartOptions};
 use crate::jobspec::{self, JobConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,12 +76,13 @@ pub struct JobView {
 pub struct Registry {
     jobs: Mutex<BTreeMap<String, JobEntry>>,
     engine: Engine,
+    server: ServerContext,
     dir: PathBuf,
 }
 
 impl Registry {
     /// Loads the jobs kept in `state_dir`; call [`Registry::resume`] next.
-    pub fn open(state_dir: PathBuf, engine: Engine) -> Result<Arc<Registry>, ControlError> {
+    pub fn open(state_dir: PathBuf, engine: Engine, server: ServerContext) -> Result<Arc<Registry>, ControlError> {
         let dir = state_dir.join("jobs");
         std::fs::create_dir_all(&dir).map_err(|e| ControlError::Persist(format!("{}: {e}", dir.display())))?;
         let mut jobs = BTreeMap::new();
@@ -114,7 +115,7 @@ impl Registry {
                 JobEntry { record, config, running: None, last_run: None, starting: false, runs: 0, state },
             );
         }
-        Ok(Arc::new(Registry { jobs: Mutex::new(jobs), engine, dir }))
+        Ok(Arc::new(Registry { jobs: Mutex::new(jobs), engine, server, dir }))
     }
 
     /// Starts again every job that was Running when flowserver stopped.
@@ -210,7 +211,7 @@ impl Registry {
             entry.starting = true;
             entry.config.clone()
         };
-        let prepared = JobRuntime::prepare(name, config, &options).await;
+        let prepared = JobRuntime::prepare(name, config, &options, &self.server).await;
         let mut jobs = self.jobs.lock().await;
         let Some(entry) = jobs.get_mut(name) else {
             return Err(ControlError::UnknownJob(name.to_owned())); // removed while starting

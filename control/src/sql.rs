@@ -39,6 +39,7 @@ pub fn qualified(schema: Option<&str>, table: &str) -> String {
 }
 
 /// The statements on flowserver's own tables in the job's staging schema.
+/// `partition` is quoted: Greenplum reserves the word.
 #[derive(Debug, Clone)]
 pub struct BookkeepingSql {
     pub create_offsets: String,
@@ -62,40 +63,40 @@ impl BookkeepingSql {
         BookkeepingSql {
             create_offsets: format!(
                 "CREATE TABLE IF NOT EXISTS {offsets} (\
-                 job text NOT NULL, topic text NOT NULL, partition integer NOT NULL, \
+                 job text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, \
                  next_offset bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now(), \
-                 PRIMARY KEY (job, topic, partition))"
+                 PRIMARY KEY (job, topic, \"partition\"))"
             ),
             create_errors: format!(
                 "CREATE TABLE IF NOT EXISTS {errors} (\
-                 job text NOT NULL, topic text NOT NULL, partition integer NOT NULL, \"offset\" bigint NOT NULL, \
+                 job text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL, \"offset\" bigint NOT NULL, \
                  message_time timestamptz, error_time timestamptz NOT NULL DEFAULT now(), \
                  reason text NOT NULL, raw bytea, \
-                 PRIMARY KEY (job, topic, partition, \"offset\"))"
+                 PRIMARY KEY (job, topic, \"partition\", \"offset\"))"
             ),
             read_offsets: format!(
-                "SELECT partition, next_offset FROM {offsets} WHERE job = $1 AND topic = $2 AND partition = ANY($3::int[])"
+                "SELECT \"partition\", next_offset FROM {offsets} WHERE job = $1 AND topic = $2 AND \"partition\" = ANY($3::int[])"
             ),
             advance_offsets: format!(
                 "WITH input AS (SELECT * FROM unnest($3::int[], $4::bigint[], $5::bigint[]) \
-                 AS i(partition, stored_before, next_offset)) \
-                 INSERT INTO {offsets} AS o (job, topic, partition, next_offset, updated_at) \
-                 SELECT $1, $2, partition, next_offset, now() FROM input \
-                 ON CONFLICT (job, topic, partition) DO UPDATE \
+                 AS i(\"partition\", stored_before, next_offset)) \
+                 INSERT INTO {offsets} AS o (job, topic, \"partition\", next_offset, updated_at) \
+                 SELECT $1, $2, \"partition\", next_offset, now() FROM input \
+                 ON CONFLICT (job, topic, \"partition\") DO UPDATE \
                  SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at \
-                 WHERE o.next_offset = (SELECT input.stored_before FROM input WHERE input.partition = o.partition)"
+                 WHERE o.next_offset = (SELECT input.stored_before FROM input WHERE input.\"partition\" = o.\"partition\")"
             ),
             reset_offsets: format!(
-                "INSERT INTO {offsets} AS o (job, topic, partition, next_offset, updated_at) \
-                 SELECT $1, $2, partition, next_offset, now() FROM unnest($3::int[], $4::bigint[]) AS i(partition, next_offset) \
-                 ON CONFLICT (job, topic, partition) DO UPDATE \
+                "INSERT INTO {offsets} AS o (job, topic, \"partition\", next_offset, updated_at) \
+                 SELECT $1, $2, \"partition\", next_offset, now() FROM unnest($3::int[], $4::bigint[]) AS i(\"partition\", next_offset) \
+                 ON CONFLICT (job, topic, \"partition\") DO UPDATE \
                  SET next_offset = EXCLUDED.next_offset, updated_at = EXCLUDED.updated_at"
             ),
             insert_errors: format!(
-                "INSERT INTO {errors} (job, topic, partition, \"offset\", message_time, reason, raw) \
+                "INSERT INTO {errors} (job, topic, \"partition\", \"offset\", message_time, reason, raw) \
                  SELECT $1, $2, i.* FROM unnest($3::int[], $4::bigint[], $5::timestamptz[], $6::text[], $7::bytea[]) \
-                 AS i(partition, \"offset\", message_time, reason, raw) \
-                 ON CONFLICT (job, topic, partition, \"offset\") DO NOTHING"
+                 AS i(\"partition\", \"offset\", message_time, reason, raw) \
+                 ON CONFLICT (job, topic, \"partition\", \"offset\") DO NOTHING"
             ),
         }
     }

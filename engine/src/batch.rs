@@ -4,9 +4,11 @@
 //! Buffers are plain vectors reused from batch to batch (a sealed batch comes
 //! back with its outcome), so a warm shard allocates nothing per message.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::codec::RejectReason;
+use crate::gpfdist::ServedBatch;
 
 /// One message of the batch, in read order.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +76,11 @@ pub struct Batch {
     pub payloads: Vec<u8>,
     pub rejected: Vec<(u32, RejectReason)>,
     pub partitions: Vec<PartitionRange>,
+    /// The fast rows the shard's gpfdist listener serves: fs_formatter rows
+    /// moved out of `fast.data` / `fast.ends`, or CSV lines made from them
+    /// (then `fast` keeps its tuples). `fast.messages` maps each row to its
+    /// message either way.
+    pub served: Option<Arc<ServedBatch>>,
     /// When the first message arrived.
     pub opened_at: Instant,
     pub sealed_at: Instant,
@@ -90,6 +97,7 @@ impl Batch {
             payloads: Vec::new(),
             rejected: Vec::new(),
             partitions: Vec::new(),
+            served: None,
             opened_at: now,
             sealed_at: now,
         }
@@ -103,6 +111,12 @@ impl Batch {
         self.payloads.clear();
         self.rejected.clear();
         self.partitions.clear();
+        self.served = None;
+    }
+
+    /// Number of fast rows, whether held or served.
+    pub fn fast_rows(&self) -> usize {
+        self.fast.messages.len()
     }
 
     pub fn message_count(&self) -> usize {
@@ -111,7 +125,9 @@ impl Batch {
 
     /// Bytes held by the batch's buffers (what the memory cap counts).
     pub fn byte_size(&self) -> usize {
-        self.fast.data.len() + self.slow.data.len() + self.payloads.len() + self.messages.len() * 32
+        let served = self.served.as_ref().map_or(0, |s| s.data.len());
+        // (CSV serving keeps the tuples too, and both count.)
+        self.fast.data.len() + served + self.slow.data.len() + self.payloads.len() + self.messages.len() * 32
     }
 
     /// Payload of message `index`, None for a tombstone.

@@ -14,6 +14,7 @@
 //! - On revocation, conflict or an out-of-range offset the open batch is
 //!   dropped, never partly loaded, and reading resumes from stored offsets.
 
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +25,11 @@ use rdkafka::consumer::CommitMode;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::batch::{Batch, MessageMeta, PartitionRange};
-use crate::codec::{Encoded, RowEncoder};
+use crate::codec::{Encoded, RowEncoder, fsrow};
 use crate::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
+use crate::gpfdist::{GpfdistServer, ServedBatch};
 use crate::kafka::{RebalanceNotice, ShardConsumer};
-use crate::plan::{KafkaCommit, ShardJobPlan};
+use crate::plan::{KafkaCommit, ServedRows, ShardJobPlan};
 use crate::stats::{PartitionProgress, ShardJobStats};
 
 /// Messages read between two checks of the control channel and the clock.
@@ -44,11 +46,12 @@ pub struct ShardSide {
 }
 
 /// Runs the job on this shard until it is stopped or fails, then reports `Stopped`.
-pub async fn run(plan: Arc<ShardJobPlan>, side: ShardSide, shard: usize) {
+pub async fn run(plan: Arc<ShardJobPlan>, side: ShardSide, shard: usize, gpfdist: Option<Rc<GpfdistServer>>) {
     let events = side.events.clone();
-    let error = match JobTask::start(plan, side, shard) {
+    let error = match JobTask::start(plan, side, shard, gpfdist) {
         Ok(mut task) => {
             let result = task.run().await;
+            task.stop_serving();
             task.consumer.close_in_background();
             result.err()
         }
@@ -91,6 +94,8 @@ struct JobTask {
     events: Sender<ShardEvent>,
     replies: Receiver<ControlReply>,
     stats: Arc<ShardJobStats>,
+    /// The shard's listener, when the job serves its rows to segments.
+    gpfdist: Option<Rc<GpfdistServer>>,
     read: ReadState,
     generation: u64,
     pending: Option<(u64, Pending)>,
@@ -107,6 +112,8 @@ struct JobTask {
 /// borrowed from the consumer can be encoded into it.
 struct ReadState {
     encoder: RowEncoder,
+    /// Fast rows are fs_formatter rows: a length word before each tuple.
+    length_prefixed: bool,
     /// Dense by partition id.
     partitions: Vec<PartitionState>,
     open: Box<Batch>,
@@ -114,7 +121,20 @@ struct ReadState {
 }
 
 impl JobTask {
-    fn start(plan: Arc<ShardJobPlan>, side: ShardSide, shard: usize) -> Result<JobTask, String> {
+    fn start(
+        plan: Arc<ShardJobPlan>,
+        side: ShardSide,
+        shard: usize,
+        gpfdist: Option<Rc<GpfdistServer>>,
+    ) -> Result<JobTask, String> {
+        let gpfdist = match (&plan.serve, gpfdist) {
+            (None, _) => None,
+            (Some(_), Some(server)) => Some(server),
+            (Some(_), None) => {
+                return Err("this flowserver runs no gpfdist listener (Gpfdist in flow_server.json)".into());
+            }
+        };
+        let length_prefixed = plan.serve.as_ref().is_some_and(|s| s.rows == ServedRows::FsFormatter);
         let consumer = ShardConsumer::subscribe(&plan.consumer_config, &plan.topic)
             .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
         let encoder = RowEncoder::new(&plan.decode);
@@ -125,7 +145,14 @@ impl JobTask {
             events: side.events,
             replies: side.replies,
             stats: side.stats,
-            read: ReadState { encoder, partitions: Vec::new(), open: Box::new(Batch::new()), drained_reported: false },
+            gpfdist,
+            read: ReadState {
+                encoder,
+                length_prefixed,
+                partitions: Vec::new(),
+                open: Box::new(Batch::new()),
+                drained_reported: false,
+            },
             generation: 0,
             pending: None,
             held: Vec::new(),
@@ -294,8 +321,52 @@ impl JobTask {
                 .commit(offsets, CommitMode::Sync)
                 .map_err(|error| format!("cannot commit offsets to kafka before loading: {error}"))?;
         }
+        self.serve(&mut batch);
         self.in_flight = Some(batch.seq);
         self.send(ShardEvent::Sealed(batch)).await
+    }
+
+    /// Publishes the batch's fast rows on the job's gpfdist path: the next
+    /// scan that arrives there reads them.
+    fn serve(&self, batch: &mut Batch) {
+        let (Some(server), Some(serve)) = (&self.gpfdist, &self.plan.serve) else { return };
+        let data = std::mem::take(&mut batch.fast.data);
+        let row_ends = std::mem::take(&mut batch.fast.ends);
+        let served = match serve.rows {
+            ServedRows::FsFormatter => ServedBatch { data, row_ends },
+            ServedRows::Csv => {
+                // The tuples stay in the batch: the control plane falls back to them.
+                let served = tuples_to_csv(&data, &row_ends);
+                batch.fast.data = data;
+                batch.fast.ends = row_ends;
+                served
+            }
+        };
+        let served = Arc::new(served);
+        server.publish(&serve.path, served.clone());
+        batch.served = Some(served);
+    }
+
+    /// The batch's outcome is known: no new scan may read it.
+    fn unserve(&self, batch: &mut Batch) {
+        if let (Some(server), Some(serve)) = (&self.gpfdist, &self.plan.serve) {
+            server.retract(&serve.path);
+        }
+        if let Some(served) = batch.served.take() {
+            // Take the buffers back for the next batch, unless a late scan still holds them.
+            if let Ok(ServedBatch { data, row_ends }) = Arc::try_unwrap(served)
+                && self.read.length_prefixed
+            {
+                batch.fast.data = data;
+                batch.fast.ends = row_ends;
+            }
+        }
+    }
+
+    fn stop_serving(&self) {
+        if let (Some(server), Some(serve)) = (&self.gpfdist, &self.plan.serve) {
+            server.retract(&serve.path);
+        }
     }
 
     async fn on_reply(&mut self, reply: ControlReply) -> Result<(), String> {
@@ -320,18 +391,26 @@ impl JobTask {
                 self.in_flight = None;
                 match outcome {
                     BatchOutcome::Committed { buffers } => {
-                        if let Some(mut batch) = buffers {
-                            self.commit_to_kafka(&batch);
-                            batch.clear();
-                            self.spare = Some(batch);
+                        match buffers {
+                            Some(mut batch) => {
+                                self.commit_to_kafka(&batch);
+                                self.unserve(&mut batch);
+                                batch.clear();
+                                self.spare = Some(batch);
+                            }
+                            None => self.stop_serving(),
                         }
                         Ok(())
                     }
                     BatchOutcome::Conflict => {
+                        self.stop_serving();
                         tracing::info!(job = %self.plan.job, shard = self.shard, "batch lost an offset race; re-reading from stored offsets");
                         self.rewind().await
                     }
-                    BatchOutcome::Failed => Err("the batch could not be loaded".into()),
+                    BatchOutcome::Failed => {
+                        self.stop_serving();
+                        Err("the batch could not be loaded".into())
+                    }
                 }
             }
         }
@@ -466,7 +545,16 @@ impl ReadState {
         if index == 0 {
             open.opened_at = Instant::now();
         }
-        match self.encoder.encode(payload, &mut open.fast.data, &mut open.slow.data) {
+        let row_start = if self.length_prefixed { Some(fsrow::begin_row(&mut open.fast.data)) } else { None };
+        let encoded = self.encoder.encode(payload, &mut open.fast.data, &mut open.slow.data);
+        if let Some(start) = row_start {
+            if encoded == Encoded::Fast {
+                fsrow::end_row(&mut open.fast.data, start);
+            } else {
+                open.fast.data.truncate(start);
+            }
+        }
+        match encoded {
             Encoded::Fast => {
                 open.fast.ends.push(open.fast.data.len() as u32);
                 open.fast.messages.push(index);
@@ -515,5 +603,65 @@ impl ReadState {
             }
         }
         self.open.clear();
+    }
+}
+
+/// Binary COPY tuples of text fields as CSV lines (NULL unquoted and empty,
+/// every value quoted), for a database without fs_formatter.
+fn tuples_to_csv(data: &[u8], ends: &[u32]) -> ServedBatch {
+    let mut out = Vec::with_capacity(data.len() + ends.len() * 8);
+    let mut row_ends = Vec::with_capacity(ends.len());
+    let mut start = 0usize;
+    for &end in ends {
+        let tuple = &data[start..end as usize];
+        start = end as usize;
+        let fields = u16::from_be_bytes([tuple[0], tuple[1]]);
+        let mut at = 2usize;
+        for field in 0..fields {
+            if field > 0 {
+                out.push(b',');
+            }
+            let len = i32::from_be_bytes([tuple[at], tuple[at + 1], tuple[at + 2], tuple[at + 3]]);
+            at += 4;
+            if len < 0 {
+                continue;
+            }
+            let value = &tuple[at..at + len as usize];
+            at += len as usize;
+            out.push(b'"');
+            for &byte in value {
+                if byte == b'"' {
+                    out.push(b'"');
+                }
+                out.push(byte);
+            }
+            out.push(b'"');
+        }
+        out.push(b'\n');
+        row_ends.push(out.len() as u32);
+    }
+    ServedBatch { data: out, row_ends }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::pgcopy::{begin_row, put_field, put_null};
+
+    #[test]
+    fn csv_lines_quote_values_and_leave_nulls_empty() {
+        let mut data = Vec::new();
+        let mut ends = Vec::new();
+        begin_row(&mut data, 3);
+        put_field(&mut data, b"a\"b");
+        put_null(&mut data);
+        put_field(&mut data, b"");
+        ends.push(data.len() as u32);
+        begin_row(&mut data, 1);
+        put_field(&mut data, b"line\nbreak");
+        ends.push(data.len() as u32);
+        let served = tuples_to_csv(&data, &ends);
+        assert_eq!(served.data, b"\"a\"\"b\",,\"\"\n\"line\nbreak\"\n");
+        assert_eq!(served.row_ends, vec![11, 24]);
     }
 }

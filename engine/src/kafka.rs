@@ -59,7 +59,7 @@ pub struct ShardContext {
 impl ClientContext for ShardContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition arrives with each partition's EOF event as well; it is not a failure.
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !is_partition_eof(&error) {
             tracing::warn!(topic = %self.topic, %error, %reason, "kafka client error");
         }
     }
@@ -224,4 +224,10 @@ fn offset_of(position: StartPosition) -> Offset {
         StartPosition::Offset(offset) => Offset::Offset(offset),
         StartPosition::GroupCommitted => Offset::Stored,
     }
+}
+
+/// End-of-partition reaches the client error callback as a partition event
+/// or as a "global" error, depending on the path inside librdkafka.
+fn is_partition_eof(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF))
 }

@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod codec;
 pub mod events;
+pub mod gpfdist;
 pub mod job_task;
 pub mod kafka;
 pub mod plan;

@@ -25,6 +25,25 @@ pub struct ShardJobPlan {
     /// Report [`crate::events::ShardEvent::Drained`] once every partition the
     /// shard holds is read to its end and committed.
     pub stop_at_eof: bool,
+    /// Serve fast rows to WarehousePG / Greenplum segments through the shard's
+    /// gpfdist listener instead of handing them to the control plane to copy.
+    pub serve: Option<ServePlan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServePlan {
+    /// The path in the external table's LOCATION (`/<job>`).
+    pub path: String,
+    pub rows: ServedRows,
+}
+
+/// The form of the rows served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedRows {
+    /// fs_formatter rows (extension/FORMAT.md).
+    FsFormatter,
+    /// CSV lines of the fast columns (text only), when the database has no fs_formatter.
+    Csv,
 }
 
 /// When the shard commits offsets to the Kafka consumer group.

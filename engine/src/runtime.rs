@@ -4,10 +4,14 @@
 //! channel, and to a job on a shard only through that job's link (see
 //! [`crate::events`]). Shards share nothing with each other.
 
+use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender};
 use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::gpfdist::{GpfdistConfig, GpfdistServer};
 
 use crate::events::{ControlReply, ShardEvent};
 use crate::job_task::{self, ShardSide};
@@ -24,6 +28,18 @@ pub struct EngineConfig {
     pub shards: usize,
     /// Pin shard `i` to CPU `i % cpus`.
     pub pin: bool,
+    /// Each shard's gpfdist listener, for WarehousePG / Greenplum targets.
+    pub gpfdist: Option<GpfdistListen>,
+}
+
+/// Where shard `i` listens: `host:(base_port + i)`, or any free port when
+/// `base_port` is 0.
+#[derive(Debug, Clone)]
+pub struct GpfdistListen {
+    /// Empty: every interface.
+    pub host: String,
+    pub base_port: u16,
+    pub config: GpfdistConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +48,8 @@ pub enum EngineError {
     ShardStart { shard: usize, reason: String },
     #[error("shard {0} is not running")]
     ShardGone(usize),
+    #[error("cannot listen for gpfdist on {address} (shard {shard}): {reason}")]
+    GpfdistListen { shard: usize, address: String, reason: String },
 }
 
 enum ShardCommand {
@@ -53,22 +71,60 @@ pub struct JobLink {
 
 pub struct Engine {
     shards: Vec<ShardHandle>,
+    /// The address each shard's gpfdist listener is bound to.
+    gpfdist_addresses: Vec<SocketAddr>,
 }
 
 impl Engine {
     pub fn start(config: &EngineConfig) -> Result<Engine, EngineError> {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut shards = Vec::with_capacity(config.shards);
+        let mut gpfdist_addresses = Vec::new();
         for shard in 0..config.shards.max(1) {
             let placement = if config.pin { Placement::Fixed(shard % cpus) } else { Placement::Unbound };
             let (commands, inbox) = async_channel::bounded(COMMAND_CAPACITY);
+            let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+            let listen = config.gpfdist.clone().map(|listen| {
+                let port = if listen.base_port == 0 { 0 } else { listen.base_port.saturating_add(shard as u16) };
+                let host = if listen.host.is_empty() { "0.0.0.0".to_string() } else { listen.host.clone() };
+                (format!("{host}:{port}"), listen.config)
+            });
             let thread = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{shard}"))
-                .spawn(move || shard_main(shard, inbox))
+                .spawn(move || async move {
+                    let server = match listen {
+                        None => None,
+                        Some((address, config)) => match bind_gpfdist(&address, config).await {
+                            Ok(server) => {
+                                let _ = bound_tx.send(Ok(Some(server.local_addr())));
+                                Some(server)
+                            }
+                            Err(reason) => {
+                                let _ = bound_tx.send(Err((address, reason)));
+                                return;
+                            }
+                        },
+                    };
+                    if server.is_none() {
+                        let _ = bound_tx.send(Ok(None));
+                    }
+                    shard_main(shard, inbox, server).await
+                })
                 .map_err(|error| EngineError::ShardStart { shard, reason: error.to_string() })?;
+            match bound_rx.recv() {
+                Ok(Ok(Some(address))) => gpfdist_addresses.push(address),
+                Ok(Ok(None)) => {}
+                Ok(Err((address, reason))) => return Err(EngineError::GpfdistListen { shard, address, reason }),
+                Err(_) => return Err(EngineError::ShardStart { shard, reason: "the shard thread ended".into() }),
+            }
             shards.push(ShardHandle { commands, thread: Some(thread) });
         }
-        Ok(Engine { shards })
+        Ok(Engine { shards, gpfdist_addresses })
+    }
+
+    /// The bound address of each shard's gpfdist listener (empty without listeners).
+    pub fn gpfdist_addresses(&self) -> &[SocketAddr] {
+        &self.gpfdist_addresses
     }
 
     pub fn shard_count(&self) -> usize {
@@ -109,14 +165,27 @@ impl Engine {
     }
 }
 
-async fn shard_main(shard: usize, inbox: Receiver<ShardCommand>) {
+async fn bind_gpfdist(address: &str, config: GpfdistConfig) -> Result<Rc<GpfdistServer>, String> {
+    use std::net::ToSocketAddrs;
+    let address = address
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or_else(|| "the host resolves to no address".to_string())?;
+    GpfdistServer::bind(address, config).await.map_err(|e| e.to_string())
+}
+
+async fn shard_main(shard: usize, inbox: Receiver<ShardCommand>, gpfdist: Option<Rc<GpfdistServer>>) {
     tracing::debug!(shard, "shard started");
     while let Ok(command) = inbox.recv().await {
         match command {
             ShardCommand::StartJob { plan, side } => {
-                glommio::spawn_local(job_task::run(plan, side, shard)).detach();
+                glommio::spawn_local(job_task::run(plan, side, shard, gpfdist.clone())).detach();
             }
         }
+    }
+    if let Some(server) = gpfdist {
+        server.shutdown();
     }
     tracing::debug!(shard, "shard stopped");
 }

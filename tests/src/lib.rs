@@ -12,6 +12,8 @@
 //! Every test uses its own topic, job names and tables (see [`unique`]), so
 //! tests run in parallel against one broker and one database.
 
+pub mod segment;
+
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -207,6 +209,7 @@ impl Server {
         let has_shards = self.extra_config.contains("\"Shards\"");
         let config = format!(
             r#"{{"Host": "127.0.0.1", "Port": {port}, "StateDir": "{state}", "PinShards": false{shards},
+               "Gpfdist": {{"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.1"}},
                "Logging": {{"SplitLogByJob": true, "FrontendLevel": "info", "BackendLevel": "debug"}}{extra}}}"#,
             port = self.port,
             state = self.dir.path().join("state").display(),

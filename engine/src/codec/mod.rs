@@ -33,12 +33,14 @@
 //! - [`row`]: the per-message [`RowEncoder`].
 
 pub mod csv;
+pub mod fsrow;
 pub mod json;
 pub mod pgcopy;
 pub mod pgtype;
 pub mod row;
 
 pub use csv::{CsvOptions, CsvSplitter};
+pub use fsrow::{FsRowError, FsRowReader};
 pub use json::{JsonExtractor, JsonFacts, JsonKind, JsonPath, PathStep};
 pub use pgcopy::{COPY_HEADER, COPY_TRAILER};
 pub use pgtype::{Conversion, EncodeContext, NotFast, PgType};
