@@ -88,6 +88,8 @@ pub struct JobRuntime {
     /// Set when the target is WarehousePG / Greenplum: fast rows are served to
     /// the segments through external tables.
     pub greenplum: Option<GreenplumLoad>,
+    /// Lasting remarks about how the job runs (shown in its status).
+    pub notices: Vec<String>,
 }
 
 /// What flowserver offers every job: where its shards' gpfdist listeners are.
@@ -107,6 +109,8 @@ pub struct GreenplumLoad {
     /// The INSERT statements reading each shard's table.
     pub inserts: Vec<Vec<String>>,
     pub format: ServedFormat,
+    /// Why the load is not what it could be (fs_formatter missing).
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -242,6 +246,7 @@ impl JobRuntime {
             warning: Mutex::new(None),
             shard_stats: Mutex::new(Vec::new()),
             started_at_ms: now_ms(),
+            notices: greenplum.iter().filter_map(|g| g.notice.clone()).collect(),
             greenplum,
         };
         if let Some(reset) = options.reset {
@@ -531,6 +536,7 @@ async fn prepare_greenplum(
         .await
         .map_err(|e| ControlError::StartCheck(format!("cannot look up fs_formatter: {}", db::describe(&e))))?
         .is_some();
+    let mut notice = None;
     let format = if installed {
         ServedFormat::FsFormatter
     } else {
@@ -540,11 +546,12 @@ async fn prepare_greenplum(
                 ServedFormat::FsFormatter
             }
             Err(error) => {
-                tracing::warn!(
-                    job,
-                    error = %db::describe(&error),
-                    "fs_formatter cannot be installed; serving CSV and computing every column in the database"
+                let text = format!(
+                    "fs_formatter cannot be installed ({}); serving CSV and computing every column in the database",
+                    db::describe(&error)
                 );
+                tracing::warn!(job, "{text}");
+                notice = Some(text);
                 ServedFormat::Csv
             }
         }
@@ -584,7 +591,7 @@ async fn prepare_greenplum(
         tables.push(table);
     }
     tracing::info!(job, format = ?format, locations = ?tables.iter().map(|t| &t.location).collect::<Vec<_>>(), "external tables ready");
-    Ok(GreenplumLoad { tables, inserts, format })
+    Ok(GreenplumLoad { tables, inserts, format, notice })
 }
 
 /// Checks every generated statement against the target inside a transaction
@@ -702,9 +709,15 @@ async fn supervise(
                     }
                     SupervisorEvent::Drained(partitions) => {
                         drained[shard] = partitions;
-                        let any_held = held.iter().any(|h| !h.is_empty());
+                        // Every partition of the topic must be held and read to its end
+                        // here: during a rebalance a shard may hold nothing yet, and
+                        // partitions nobody holds have not been read.
+                        let everything_held = runtime
+                            .partitions
+                            .iter()
+                            .all(|p| held.iter().any(|h| h.contains(p)));
                         let all_drained = held.iter().zip(&drained).all(|(h, d)| h.iter().all(|p| d.contains(p)));
-                        if stop_at_eof && any_held && all_drained && !stop_sent {
+                        if stop_at_eof && everything_held && all_drained && !stop_sent {
                             tracing::info!(job = %runtime.name, "every partition is read to its end; stopping");
                             success = true;
                             stop_all(&replies, &runtime, &mut stop_sent).await;

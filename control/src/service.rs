@@ -170,9 +170,10 @@ pub fn status_of(view: &JobView) -> pb::JobStatus {
     status.started_at_ms = runtime.started_at_ms;
     if view.state == JobState::Running {
         status.rows_per_second = runtime.rows_per_second();
-        if status.message.is_empty() {
-            status.message = runtime.warning().unwrap_or_default();
-        }
+    }
+    if status.message.is_empty() {
+        let warning = if view.state == JobState::Running { runtime.warning() } else { None };
+        status.message = runtime.notices.iter().cloned().chain(warning).collect::<Vec<_>>().join("; ");
     }
     let committed = runtime.committed_offsets();
     let mut lag_total = 0i64;

@@ -514,3 +514,30 @@ pub fn produce_json_strings(topic: &str, partitions: i32, payloads: impl Iterato
     create_topic_if_missing(topic, partitions)?;
     Ok(produce(topic, partitions, payloads.map(String::into_bytes)))
 }
+
+/// `FLOW_GP_URL` (e.g. `postgres://gpadmin@127.0.0.1:17000/postgres`): a
+/// WarehousePG / Greenplum cluster for the tests of the segment path. These
+/// machines have none by default, so those tests say so and pass vacuously
+/// only when it is unset.
+pub fn gp_url() -> Option<String> {
+    std::env::var("FLOW_GP_URL").ok().filter(|u| !u.is_empty())
+}
+
+pub fn gp() -> postgres::Client {
+    postgres::Client::connect(&gp_url().expect("FLOW_GP_URL"), postgres::NoTls).expect("connect to FLOW_GP_URL")
+}
+
+/// A job file like [`job_yaml`] whose target is the `FLOW_GP_URL` cluster.
+pub fn gp_job_yaml(topic: &str, value: &str, control: &str, batch: &str, tables: &str, extra_database: &str) -> String {
+    let url = gp_url().expect("FLOW_GP_URL");
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let (auth, rest) = rest.split_once('@').unwrap_or(("gpadmin", rest));
+    let user = auth.split(':').next().unwrap_or("gpadmin");
+    let (hostport, dbname) = rest.split_once('/').unwrap_or((rest, "postgres"));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "5432"));
+    let pg = pg_target();
+    job_yaml(topic, value, control, batch, tables, extra_database).replace(
+        &format!("    host: {}\n    port: {}\n    user: {}\n    dbname: {}\n", pg.host, pg.port, pg.user, pg.dbname),
+        &format!("    host: {host}\n    port: {port}\n    user: {user}\n    dbname: {dbname}\n"),
+    )
+}
