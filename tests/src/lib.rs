@@ -208,12 +208,16 @@ impl Server {
         let extra = if self.extra_config.is_empty() { String::new() } else { format!(",{}", self.extra_config) };
         let has_shards = self.extra_config.contains("\"Shards\"");
         let config = format!(
-            r#"{{"Host": "127.0.0.1", "Port": {port}, "StateDir": "{state}", "PinShards": false{shards},
-               "Gpfdist": {{"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.1"}},
+            r#"{{"Host": "127.0.0.1", "Port": {port}, "StateDir": "{state}", "PinShards": false{shards}{gpfdist},
                "Logging": {{"SplitLogByJob": true, "FrontendLevel": "info", "BackendLevel": "debug"}}{extra}}}"#,
             port = self.port,
             state = self.dir.path().join("state").display(),
             shards = if has_shards { "" } else { r#", "Shards": 1"# },
+            gpfdist = if self.extra_config.contains("\"Gpfdist\"") {
+                ""
+            } else {
+                r#", "Gpfdist": {"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.1"}"#
+            },
         );
         let config_path = self.dir.path().join("flow_server.json");
         std::fs::write(&config_path, config).expect("write config");

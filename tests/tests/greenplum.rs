@@ -155,3 +155,29 @@ fn kill_9_during_a_segment_load_loses_and_duplicates_nothing() {
     gp_wait_count(&format!("SELECT count(*) FROM {table}"), total, &server);
     assert_eq!(gp_count(&format!("SELECT count(DISTINCT id) FROM {table}")), total);
 }
+
+#[test]
+fn a_wrong_advertised_host_is_named_in_the_error() {
+    if !cluster() {
+        return;
+    }
+    let topic = unique("gp_host");
+    let table = unique("gp_host_t");
+    create_topic(&topic, 1);
+    gp().batch_execute(&format!("CREATE TABLE {table} (id int, body text) DISTRIBUTED BY (id)")).unwrap();
+    produce(&topic, 1, id_messages(0..10));
+    // The listener is on 127.0.0.1; segments are told to connect to 127.0.0.2.
+    let server =
+        Server::start_with(r#""Gpfdist": {"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.2"}"#);
+    let job = json_job(&topic, &table, "        interval_ms: 200", "");
+    assert!(server.submit_yaml(&table, &job, &["--start"]).success);
+    let status = server.wait_state(&table, "error", TIMEOUT);
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("the segments cannot read flowserver's gpfdist at gpfdist://127.0.0.2:"),
+        "{message}"
+    );
+    assert!(message.contains("Gpfdist.AdvertiseHost"), "{message}");
+    assert_eq!(gp_count(&format!("SELECT count(*) FROM {table}")), 0);
+    assert_eq!(gp_count(&format!("SELECT count(*) FROM public.flow_offsets WHERE job = '{table}'")), 0);
+}
