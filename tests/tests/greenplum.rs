@@ -167,16 +167,12 @@ fn a_wrong_advertised_host_is_named_in_the_error() {
     gp().batch_execute(&format!("CREATE TABLE {table} (id int, body text) DISTRIBUTED BY (id)")).unwrap();
     produce(&topic, 1, id_messages(0..10));
     // The listener is on 127.0.0.1; segments are told to connect to 127.0.0.2.
-    let server =
-        Server::start_with(r#""Gpfdist": {"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.2"}"#);
+    let server = Server::start_with(r#""Gpfdist": {"Host": "127.0.0.1", "Port": 0, "AdvertiseHost": "127.0.0.2"}"#);
     let job = json_job(&topic, &table, "        interval_ms: 200", "");
     assert!(server.submit_yaml(&table, &job, &["--start"]).success);
     let status = server.wait_state(&table, "error", TIMEOUT);
     let message = status["message"].as_str().unwrap_or_default();
-    assert!(
-        message.starts_with("the segments cannot read flowserver's gpfdist at gpfdist://127.0.0.2:"),
-        "{message}"
-    );
+    assert!(message.starts_with("the segments cannot read flowserver's gpfdist at gpfdist://127.0.0.2:"), "{message}");
     assert!(message.contains("Gpfdist.AdvertiseHost"), "{message}");
     assert_eq!(gp_count(&format!("SELECT count(*) FROM {table}")), 0);
     assert_eq!(gp_count(&format!("SELECT count(*) FROM public.flow_offsets WHERE job = '{table}'")), 0);

@@ -408,8 +408,12 @@ async fn connection(server: Rc<GpfdistServer>, mut stream: TcpStream) {
         }
         Attach::Ended => {
             let mut out = Vec::with_capacity(256);
-            response::ok_head(&mut out, request.zstd_offered && server.config.compression);
-            response::eof(&mut out);
+            if request.proto == 0 {
+                response::ok_head_proto(&mut out, 0, false);
+            } else {
+                response::ok_head(&mut out, request.zstd_offered && server.config.compression);
+                response::eof(&mut out);
+            }
             if write(&server, &mut stream, &out).await.is_ok() {
                 close(&server, stream).await;
             }
@@ -426,9 +430,6 @@ fn check_readable(request: &Request) -> Result<(), HttpError> {
     if request.method == Method::Post {
         return Err(HttpError::new(405, "flowserver serves readable external tables only (POST refused)"));
     }
-    if request.proto != 1 {
-        return Err(HttpError::bad_request("invalid request (flowserver serves gp-proto 1 reads only)"));
-    }
     if request.transform.is_some() {
         return Err(HttpError::bad_request("invalid request (unsupported input #transform)"));
     }
@@ -442,7 +443,9 @@ async fn serve(
     mut attached: Attached,
     batch: &ServedBatch,
 ) {
-    let mut compressor = match request.zstd_offered && server.config.compression {
+    // Protocol 0 has no framing for compressed lengths: raw rows only.
+    let raw = request.proto == 0;
+    let mut compressor = match request.zstd_offered && server.config.compression && !raw {
         true => match zstd::bulk::Compressor::new(server.config.compression_level) {
             Ok(compressor) => Some(compressor),
             Err(error) => {
@@ -453,7 +456,7 @@ async fn serve(
         false => None,
     };
     let mut head = Vec::with_capacity(response::MAX_BLOCK_HEADER.max(256));
-    response::ok_head(&mut head, compressor.is_some());
+    response::ok_head_proto(&mut head, request.proto, compressor.is_some());
     if write(server, &mut stream, &head).await.is_err() {
         return; // `attached` detaches as failed
     }
@@ -467,6 +470,15 @@ async fn serve(
             Next::End => break,
         };
         let payload = &batch.data[block.start..block.end];
+        if raw {
+            if let Err(error) = write(server, &mut stream, payload).await {
+                tracing::info!(path = request.path, %error, "gpfdist client lost mid-body; session ends");
+                return;
+            }
+            server.table.borrow_mut().block_sent(attached.id, &block, payload.len());
+            glommio::yield_if_needed().await;
+            continue;
+        }
         head.clear();
         response::block_header(
             &mut head,
@@ -508,10 +520,12 @@ async fn serve(
         server.table.borrow_mut().block_sent(attached.id, &block, wire_len);
         glommio::yield_if_needed().await;
     }
-    head.clear();
-    response::eof(&mut head);
-    if write(server, &mut stream, &head).await.is_err() {
-        return;
+    if !raw {
+        head.clear();
+        response::eof(&mut head);
+        if write(server, &mut stream, &head).await.is_err() {
+            return;
+        }
     }
     attached.finish(Outcome::Completed);
     drop(attached);
@@ -651,11 +665,32 @@ mod tests {
             first_line(&answers[1]),
             "HTTP/1.0 405 flowserver serves readable external tables only (POST refused)"
         );
-        assert_eq!(first_line(&answers[2]), "HTTP/1.0 400 invalid request (flowserver serves gp-proto 1 reads only)");
+        // Protocol 0: the head, no framing; nothing is published on /job.
+        assert_eq!(first_line(&answers[2]), "HTTP/1.0 404 no batch ready on /job");
         assert_eq!(first_line(&answers[3]), "HTTP/1.0 400 invalid request (unsupported input #transform)");
         assert_eq!(first_line(&answers[4]), "HTTP/1.0 400 invalid request (head larger than 4096 bytes)");
         assert_eq!(first_line(&answers[5]), "HTTP/1.0 200 ok");
         assert!(answers[5].contains("\r\n\r\nflowserver "), "{}", answers[5]);
+    }
+
+    #[test]
+    fn a_client_without_x_gp_proto_reads_raw_rows_in_protocol_0() {
+        let mut data = Vec::new();
+        let mut row_ends = Vec::new();
+        for i in 0..3i32 {
+            put_row(&mut data, &[Some(&i.to_be_bytes())]);
+            row_ends.push(data.len() as u32);
+        }
+        let expected = data.clone();
+        let answer = with_server(GpfdistConfig::default(), Some(ServedBatch { data, row_ends }), |addr| {
+            exchange(addr, b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n")
+        });
+        let split = answer.windows(4).position(|w| w == b"\r\n\r\n").expect("a head") + 4;
+        let head = String::from_utf8_lossy(&answer[..split]);
+        assert!(head.starts_with("HTTP/1.0 200 ok\r\n"), "{head}");
+        assert!(head.contains("\r\nX-GP-PROTO: 0\r\n"), "{head}");
+        // No F/O/L/D framing and no end block: the rows, then the connection closes.
+        assert_eq!(&answer[split..], &expected[..]);
     }
 
     #[test]

@@ -12,8 +12,10 @@
 //!   removed; `..`, `\`, NUL or non-UTF-8 are refused;
 //! - header names compare case-insensitively; a repeated header: the last wins;
 //!   continuation lines (leading space or tab) are joined to the previous value;
-//! - `X-GP-PROTO` is required (`400 invalid request (no gp-proto)`, as gpfdist
-//!   and its documentation say) and must be 0 or 1, read like C `strtol(s, 0, 0)`;
+//! - `X-GP-PROTO` absent means protocol 0 (raw rows, end of data = end of the
+//!   connection), so a plain HTTP client such as `curl` can read a batch;
+//!   gpfdist refuses such a request, segments always send the header. When
+//!   present it must be 0 or 1, read like C `strtol(s, 0, 0)`;
 //! - `X-GP-XID`, `X-GP-CID`, `X-GP-SN`: all three or none (none = a plain HTTP
 //!   client, which gets a private session); some → `400 invalid request
 //!   (missing X-GP-* header)`;
@@ -365,7 +367,7 @@ pub fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
         None => None,
     };
     let proto = match header("X-GP-PROTO") {
-        None => return Err(HttpError::bad_request("invalid request (no gp-proto)")),
+        None => 0,
         Some(value) => match c_strtol(&value) {
             0 => 0,
             1 => 1,
@@ -510,9 +512,9 @@ mod tests {
     }
 
     #[test]
-    fn proto_is_required_and_read_like_strtol() {
+    fn proto_defaults_to_0_and_is_read_like_strtol() {
         let no_proto = "GET /job HTTP/1.1\r\nX-GP-XID: 1\r\nX-GP-CID: 1\r\nX-GP-SN: 0\r\n\r\n";
-        assert_eq!(error(no_proto).to_string(), "400 invalid request (no gp-proto)");
+        assert_eq!(request(no_proto).proto, 0);
         let with = |proto: &str| format!("GET /job HTTP/1.1\r\nX-GP-PROTO: {proto}\r\n\r\n");
         assert_eq!(error(&with("2")).to_string(), "400 invalid request (invalid gp-proto)");
         assert_eq!(error(&with("-1")).reason, "invalid request (invalid gp-proto)");

@@ -27,9 +27,15 @@ pub const MAX_REASON: usize = 512;
 /// The 200 head of a protocol-1 read (`http_ok`), with `X-GP-ZSTD: 1` after
 /// `Connection: close` when the `D` payloads are zstd frames.
 pub fn ok_head(buf: &mut Vec<u8>, zstd: bool) {
+    ok_head_proto(buf, 1, zstd);
+}
+
+/// The 200 head of a read in `proto` (0: raw rows until the connection closes).
+pub fn ok_head_proto(buf: &mut Vec<u8>, proto: u8, zstd: bool) {
     buf.extend_from_slice(b"HTTP/1.0 200 ok\r\nContent-type: text/plain\r\nExpires: 0\r\nX-GPFDIST-VERSION: ");
     buf.extend_from_slice(VERSION.as_bytes());
-    buf.extend_from_slice(b"\r\nX-GP-PROTO: 1\r\nCache-Control: no-cache\r\nConnection: close\r\n");
+    buf.extend_from_slice(if proto == 0 { b"\r\nX-GP-PROTO: 0" } else { b"\r\nX-GP-PROTO: 1" });
+    buf.extend_from_slice(b"\r\nCache-Control: no-cache\r\nConnection: close\r\n");
     if zstd {
         buf.extend_from_slice(b"X-GP-ZSTD: 1\r\n");
     }
