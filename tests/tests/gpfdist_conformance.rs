@@ -52,10 +52,17 @@ use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_tests::segment::*;
 use flowserver_tests::workspace_root;
 
+/// `FLOW_GPFDIST_CAPTURES`, else the shared fixtures beside the checkout or
+/// at their place on this machine kind.
 fn captures_dir() -> PathBuf {
-    std::env::var_os("FLOW_GPFDIST_CAPTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("../shared/fixtures/gpfdist-captures"))
+    if let Some(dir) = std::env::var_os("FLOW_GPFDIST_CAPTURES") {
+        return PathBuf::from(dir);
+    }
+    let candidates = [
+        workspace_root().join("../shared/fixtures/gpfdist-captures"),
+        PathBuf::from("/work/shared/fixtures/gpfdist-captures"),
+    ];
+    candidates.iter().find(|dir| dir.is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
 }
 
 /// One captured head (request or response) and what the file says about the body.
