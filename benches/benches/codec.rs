@@ -2,13 +2,20 @@
 //! fields, CSV, and the whole-document path. Reports time per message
 //! (criterion's "time" is per iteration = one message) and throughput in bytes.
 //!
+//! The JSON cases also run with the previous extractor (sonic-rs walker,
+//! `*_old`: the row encoder's JSON path re-enacted around it), and the
+//! extractors alone are compared in `json_extract` (`new` / `old`).
+//!
 //! `cargo bench -p flowserver-benches --bench codec`
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use flowserver_engine::codec::json::sonic_walker::SonicJsonExtractor;
+use flowserver_engine::codec::pgcopy::{begin_row, put_field, put_null};
 use flowserver_engine::codec::{
-    Conversion, CsvOptions, DecodePlan, EncodeContext, FastColumn, JsonKind, JsonPath, PgType, RowEncoder, SourceFormat,
+    Conversion, CsvOptions, DecodePlan, EncodeContext, FastColumn, JsonExtractor, JsonFacts, JsonKind, JsonPath,
+    NotFast, PgType, RowEncoder, SourceFormat,
 };
 
 fn conversion(cast: PgType, target: PgType) -> Conversion {
@@ -86,6 +93,147 @@ fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[
     group.finish();
 }
 
+/// The two JSON extractors behind one interface.
+trait Extractor {
+    fn create(kind: JsonKind) -> Self;
+    fn add(&mut self, path: &JsonPath) -> usize;
+    fn run(&mut self, doc: &str) -> Result<JsonFacts, NotFast>;
+    fn get<'a>(&'a self, doc: &'a str, slot: usize) -> Option<&'a str>;
+}
+
+impl Extractor for JsonExtractor {
+    fn create(kind: JsonKind) -> Self {
+        JsonExtractor::new(kind)
+    }
+    fn add(&mut self, path: &JsonPath) -> usize {
+        self.add_path(path)
+    }
+    fn run(&mut self, doc: &str) -> Result<JsonFacts, NotFast> {
+        self.extract(doc)
+    }
+    fn get<'a>(&'a self, doc: &'a str, slot: usize) -> Option<&'a str> {
+        self.value(doc, slot)
+    }
+}
+
+impl Extractor for SonicJsonExtractor {
+    fn create(kind: JsonKind) -> Self {
+        SonicJsonExtractor::new(kind)
+    }
+    fn add(&mut self, path: &JsonPath) -> usize {
+        self.add_path(path)
+    }
+    fn run(&mut self, doc: &str) -> Result<JsonFacts, NotFast> {
+        self.extract(doc)
+    }
+    fn get<'a>(&'a self, doc: &'a str, slot: usize) -> Option<&'a str> {
+        self.value(doc, slot)
+    }
+}
+
+/// `RowEncoder`'s JSON fast path (paths, or the whole document as json when
+/// `conversions` is empty) with any extractor; `Err` where it would write a
+/// slow row.
+struct JsonRow<E> {
+    extractor: E,
+    columns: Vec<(usize, Conversion)>,
+    context: EncodeContext,
+}
+
+impl<E: Extractor> JsonRow<E> {
+    fn new(fields: &[(&str, PgType)]) -> Self {
+        let mut extractor = E::create(JsonKind::Json);
+        let columns =
+            fields.iter().map(|(key, ty)| (extractor.add(&JsonPath::key(key)), conversion(*ty, *ty))).collect();
+        JsonRow { extractor, columns, context: EncodeContext { session_time_zone_is_utc: true } }
+    }
+
+    fn encode(&mut self, payload: &[u8], fast: &mut Vec<u8>, slow: &mut Vec<u8>) -> Result<(), NotFast> {
+        let start = fast.len();
+        let result = self.encode_fast(payload, fast);
+        if result.is_err() {
+            fast.truncate(start);
+            begin_row(slow, 1);
+            put_field(slow, payload);
+        }
+        result
+    }
+
+    fn encode_fast(&mut self, payload: &[u8], fast: &mut Vec<u8>) -> Result<(), NotFast> {
+        let doc = std::str::from_utf8(payload).map_err(|_| NotFast)?;
+        self.extractor.run(doc)?;
+        if self.columns.is_empty() {
+            begin_row(fast, 1);
+            put_field(fast, payload);
+            return Ok(());
+        }
+        begin_row(fast, self.columns.len() as u16);
+        for (slot, conversion) in &self.columns {
+            match self.extractor.get(doc, *slot) {
+                Some(text) => conversion.encode(text, &self.context, fast)?,
+                None => put_null(fast),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn bench_json_rows<E: Extractor>(c: &mut Criterion, name: &str, fields: &[(&str, PgType)], messages: &[Vec<u8>]) {
+    let mut row = JsonRow::<E>::new(fields);
+    let mut fast = Vec::with_capacity(64 << 20);
+    let mut slow = Vec::with_capacity(1 << 20);
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes((bytes / messages.len()) as u64));
+    let mut i = 0;
+    group.bench_function("per_message", |b| {
+        b.iter(|| {
+            if fast.len() > (60 << 20) {
+                fast.clear();
+                slow.clear();
+            }
+            let message = &messages[i % messages.len()];
+            i += 1;
+            black_box(row.encode(black_box(message), &mut fast, &mut slow)).ok()
+        })
+    });
+    group.finish();
+}
+
+/// The extractor alone: validate and extract `fields` (none: validation only).
+fn bench_extract<E: Extractor>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    fields: &[(&str, PgType)],
+    messages: &[String],
+) {
+    let mut extractor = E::create(JsonKind::Json);
+    let slots: Vec<usize> = fields.iter().map(|(key, _)| extractor.add(&JsonPath::key(key))).collect();
+    let mut i = 0;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let doc = black_box(messages[i % messages.len()].as_str());
+            i += 1;
+            let facts = extractor.run(doc).expect("valid message");
+            let mut total = 0;
+            for slot in &slots {
+                total += extractor.get(doc, *slot).map_or(0, str::len);
+            }
+            black_box((facts, total))
+        })
+    });
+}
+
+fn json_extract(c: &mut Criterion, cases: &[(&str, &[(&str, PgType)], &[Vec<u8>])]) {
+    let mut group = c.benchmark_group("json_extract");
+    for (case, fields, messages) in cases {
+        let messages: Vec<String> = messages.iter().map(|m| String::from_utf8(m.clone()).expect("UTF-8")).collect();
+        bench_extract::<JsonExtractor>(&mut group, &format!("{case}/new"), fields, &messages);
+        bench_extract::<SonicJsonExtractor>(&mut group, &format!("{case}/old"), fields, &messages);
+    }
+    group.finish();
+}
+
 fn codec(c: &mut Criterion) {
     let five = five_field_messages(10_000);
     let plan5 = json_plan(&[
@@ -96,6 +244,14 @@ fn codec(c: &mut Criterion) {
         ("score", PgType::Float8),
     ]);
     bench_messages(c, "json_5_fields", &plan5, &five);
+    let fields5 = [
+        ("id", PgType::Int4),
+        ("big", PgType::Int8),
+        ("name", PgType::Text),
+        ("ts", PgType::Timestamp),
+        ("score", PgType::Float8),
+    ];
+    bench_json_rows::<SonicJsonExtractor>(c, "json_5_fields_old", &fields5, &five);
 
     let twenty = twenty_field_messages(10_000);
     let fields: Vec<(String, PgType)> = (0..20)
@@ -111,6 +267,7 @@ fn codec(c: &mut Criterion) {
         .collect();
     let refs: Vec<(&str, PgType)> = fields.iter().map(|(k, t)| (k.as_str(), *t)).collect();
     bench_messages(c, "json_20_fields", &json_plan(&refs), &twenty);
+    bench_json_rows::<SonicJsonExtractor>(c, "json_20_fields_old", &refs, &twenty);
 
     let document = DecodePlan {
         format: SourceFormat::Json(JsonKind::Json),
@@ -118,6 +275,9 @@ fn codec(c: &mut Criterion) {
         context: EncodeContext { session_time_zone_is_utc: true },
     };
     bench_messages(c, "json_whole_document", &document, &five);
+    bench_json_rows::<SonicJsonExtractor>(c, "json_whole_document_old", &[], &five);
+
+    json_extract(c, &[("5_fields", &fields5, &five), ("20_fields", &refs, &twenty), ("whole_document", &[], &five)]);
 
     let csv: Vec<Vec<u8>> = (0..10_000)
         .map(|i| {

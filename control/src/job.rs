@@ -420,6 +420,8 @@ impl JobRuntime {
             Consistency::None => ("true", KafkaCommit::Auto),
         };
         consumer_config.push(("enable.auto.commit".into(), auto_commit.into()));
+        // Shards store what auto-commit commits (batches are read from partition queues).
+        consumer_config.push(("enable.auto.offset.store".into(), "false".into()));
         if source.consistency == Consistency::ExactlyOnce {
             // The database decides where to read; an offset the log lost must be noticed.
             consumer_config.push(("auto.offset.reset".into(), "error".into()));

@@ -28,7 +28,7 @@ use crate::batch::{Batch, MessageMeta, PartitionRange};
 use crate::codec::{Encoded, RowEncoder, fsrow};
 use crate::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
 use crate::gpfdist::{GpfdistServer, ServedBatch};
-use crate::kafka::{RebalanceNotice, ShardConsumer};
+use crate::kafka::{QueueEvent, RebalanceNotice, ShardConsumer};
 use crate::plan::{KafkaCommit, ServedRows, ShardJobPlan};
 use crate::stats::{PartitionProgress, ShardJobStats};
 
@@ -96,6 +96,8 @@ struct JobTask {
     stats: Arc<ShardJobStats>,
     /// The shard's listener, when the job serves its rows to segments.
     gpfdist: Option<Rc<GpfdistServer>>,
+    /// Scratch for the partition queues' non-message events.
+    queue_events: Vec<QueueEvent>,
     read: ReadState,
     generation: u64,
     pending: Option<(u64, Pending)>,
@@ -146,6 +148,7 @@ impl JobTask {
             replies: side.replies,
             stats: side.stats,
             gpfdist,
+            queue_events: Vec::new(),
             read: ReadState {
                 encoder,
                 length_prefixed,
@@ -258,17 +261,19 @@ impl JobTask {
     }
 
     /// Reads what the consumer has, up to a chunk or a full batch; true when
-    /// it stopped with messages possibly left in the queue.
+    /// it stopped with messages possibly left in a queue.
     async fn drain(&mut self) -> Result<bool, String> {
         let mut read = 0usize;
         let mut bytes = 0u64;
         let mut reset_seen = false;
-        let mut emptied = false;
-        while read < DRAIN_CHUNK && !self.open_is_full() {
-            let Some(polled) = self.consumer.poll() else {
-                emptied = true;
+        // The consumer queue: events, and messages fetched before an assignment's queues were split.
+        let mut events_left = false;
+        loop {
+            if read >= DRAIN_CHUNK || self.open_is_full() {
+                events_left = true;
                 break;
-            };
+            }
+            let Some(polled) = self.consumer.poll() else { break };
             match polled {
                 Ok(message) => {
                     read += 1;
@@ -279,17 +284,41 @@ impl JobTask {
                     let payload = message.payload();
                     self.read.on_message(partition, offset, timestamp_ms, payload);
                 }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    if let Some(state) = self.read.partition_mut(partition) {
-                        state.at_eof = true;
-                    }
-                }
+                Err(KafkaError::PartitionEOF(partition)) => self.read.mark_eof(partition),
                 Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => reset_seen = true,
                 Err(error) => {
                     tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "kafka consumer error");
                 }
             }
         }
+        // The partition queues, in batches.
+        let room = self.room_in_batch().min(DRAIN_CHUNK.saturating_sub(read));
+        let partitions_left = if room > 0 {
+            let read_state = &mut self.read;
+            let events = &mut self.queue_events;
+            events.clear();
+            let (taken, more) = self.consumer.drain_partitions(
+                room,
+                |message| {
+                    bytes += message.payload.map_or(0, <[u8]>::len) as u64;
+                    read_state.on_message(message.partition, message.offset, message.timestamp_ms, message.payload);
+                },
+                |event| events.push(event),
+            );
+            read += taken;
+            for event in std::mem::take(&mut self.queue_events) {
+                match event {
+                    QueueEvent::EndOfPartition(partition) => self.read.mark_eof(partition),
+                    QueueEvent::OffsetOutOfRange(_) => reset_seen = true,
+                    QueueEvent::Error(partition, error) => {
+                        tracing::warn!(job = %self.plan.job, shard = self.shard, partition, ?error, "kafka fetch error");
+                    }
+                }
+            }
+            more
+        } else {
+            true
+        };
         self.stats.add_read(read as u64, bytes);
         if reset_seen {
             // A stored offset fell outside the log (retention ran ahead of the
@@ -300,7 +329,20 @@ impl JobTask {
         if read > 0 {
             glommio::yield_if_needed().await;
         }
-        Ok(!emptied)
+        Ok(events_left || partitions_left)
+    }
+
+    /// Messages the open batch can still take before it is full by count.
+    fn room_in_batch(&self) -> usize {
+        if self.open_is_full() {
+            return 0;
+        }
+        match self.plan.batch_max_messages {
+            Some(max) => {
+                usize::try_from(max.saturating_sub(self.read.open.message_count() as u64)).unwrap_or(usize::MAX)
+            }
+            None => usize::MAX,
+        }
     }
 
     async fn seal(&mut self) -> Result<(), String> {
@@ -313,6 +355,12 @@ impl JobTask {
             if let Some(state) = self.read.partition_mut(range.partition) {
                 state.stored = range.next;
                 state.range = None;
+            }
+        }
+        if self.plan.kafka_commit == KafkaCommit::Auto {
+            let offsets = batch.partitions.iter().map(|r| (r.partition, r.next));
+            if let Err(error) = self.consumer.store(offsets) {
+                tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "cannot store offsets for auto-commit");
             }
         }
         if self.plan.kafka_commit == KafkaCommit::BeforeLoad {
@@ -459,6 +507,7 @@ impl JobTask {
                 self.send(ShardEvent::Assigned { generation: self.generation, partitions }).await
             }
             RebalanceNotice::Revoked => {
+                self.consumer.release_partitions();
                 self.held.clear();
                 self.pending = None;
                 self.send(ShardEvent::Revoked { generation: self.generation }).await
@@ -517,6 +566,12 @@ impl JobTask {
 }
 
 impl ReadState {
+    fn mark_eof(&mut self, partition: i32) {
+        if let Some(state) = self.partition_mut(partition) {
+            state.at_eof = true;
+        }
+    }
+
     fn partition(&self, partition: i32) -> Option<&PartitionState> {
         usize::try_from(partition).ok().and_then(|i| self.partitions.get(i))
     }

@@ -12,6 +12,14 @@
 //! Group assignments are not applied in the rebalance callback: the callback
 //! records them and the shard assigns later, with the start offsets the
 //! control plane read from the database (librdkafka waits for that `assign`).
+//!
+//! Messages are taken from per-partition queues in batches
+//! (`rd_kafka_consume_batch_queue`) rather than one `poll` per message: after
+//! each `assign` the shard detaches every assigned partition's fetch queue
+//! from the consumer queue, which then carries only events (rebalances,
+//! errors, commit results). One call returns up to a thousand messages under
+//! one lock; a poll per message costs a lock, an event object and two clock
+//! reads. A message is read in place and destroyed before the next `.await`.
 
 use std::collections::VecDeque;
 use std::ffi::CString;
@@ -99,8 +107,70 @@ impl ConsumerContext for ShardContext {
     }
 }
 
+/// Fields of one message of a partition queue, borrowed until the next drain.
+#[derive(Debug, Clone, Copy)]
+pub struct RawMessage<'a> {
+    pub partition: i32,
+    pub offset: i64,
+    /// -1 when the message has none.
+    pub timestamp_ms: i64,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// What a partition queue delivered besides messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEvent {
+    EndOfPartition(i32),
+    /// The stored offset is outside the log (`auto.offset.reset=error`).
+    OffsetOutOfRange(i32),
+    Error(i32, RDKafkaRespErr),
+}
+
+/// Detached fetch queues of the assigned partitions.
+struct PartitionQueues {
+    queues: Vec<(i32, std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>)>,
+    batch: Vec<*mut rdkafka::bindings::rd_kafka_message_t>,
+}
+
+/// Messages taken from one queue per call.
+const QUEUE_BATCH: usize = 1024;
+
+#[allow(unsafe_code)]
+unsafe extern "C" fn partition_queue_nonempty(_: *mut rdkafka::bindings::rd_kafka_t, opaque: *mut std::ffi::c_void) {
+    // SAFETY: `opaque` is the `Readiness` the owning `ShardConsumer` keeps alive
+    // (in an `Arc`) until after the callback is disabled and the queue destroyed.
+    let readiness = unsafe { &*(opaque as *const Readiness) };
+    readiness.notify();
+}
+
+#[allow(unsafe_code)]
+// SAFETY: librdkafka queue handles may be used and destroyed from any thread;
+// `batch` only holds pointers during a drain, on the owning thread.
+unsafe impl Send for PartitionQueues {}
+
+impl PartitionQueues {
+    fn close(&mut self) {
+        for (_, queue) in self.queues.drain(..) {
+            #[allow(unsafe_code)]
+            // SAFETY: each queue was returned by `rd_kafka_queue_get_partition` and is destroyed once.
+            unsafe {
+                rdkafka::bindings::rd_kafka_queue_cb_event_enable(queue.as_ptr(), None, std::ptr::null_mut());
+                rdkafka::bindings::rd_kafka_queue_destroy(queue.as_ptr());
+            }
+        }
+    }
+}
+
+impl Drop for PartitionQueues {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 /// One shard's consumer for one job.
 pub struct ShardConsumer {
+    // Declared first: dropped before the consumer whose queues they are.
+    partitions: PartitionQueues,
     consumer: BaseConsumer<ShardContext>,
     readiness: Arc<Readiness>,
     topic: String,
@@ -125,7 +195,13 @@ impl ShardConsumer {
         consumer.set_nonempty_callback(move || callback_readiness.notify());
         consumer.subscribe(&[topic])?;
         let topic_c = CString::new(topic).map_err(|_| KafkaError::Subscription(topic.to_owned()))?;
-        Ok(ShardConsumer { consumer, readiness, topic: topic.to_owned(), topic_c })
+        Ok(ShardConsumer {
+            partitions: PartitionQueues { queues: Vec::new(), batch: Vec::with_capacity(QUEUE_BATCH) },
+            consumer,
+            readiness,
+            topic: topic.to_owned(),
+            topic_c,
+        })
     }
 
     /// Resolves when the consumer has something to poll (or a notice to read).
@@ -154,13 +230,122 @@ impl ShardConsumer {
         }
     }
 
-    /// Applies a group assignment with the given start positions.
-    pub fn assign(&self, starts: &[PartitionStart]) -> KafkaResult<()> {
+    /// Applies a group assignment with the given start positions, and takes
+    /// each partition's fetch queue apart from the consumer queue.
+    pub fn assign(&mut self, starts: &[PartitionStart]) -> KafkaResult<()> {
         let mut tpl = TopicPartitionList::new();
         for start in starts {
             tpl.add_partition_offset(&self.topic, start.partition, offset_of(start.position))?;
         }
-        self.consumer.assign(&tpl)
+        // An assignment deactivates queues split before it.
+        self.partitions.close();
+        self.consumer.assign(&tpl)?;
+        for start in starts {
+            #[allow(unsafe_code)]
+            // SAFETY: the client and the topic string outlive the call; the
+            // returned queue is owned by `self.partitions` and destroyed before
+            // the consumer (field order); the callback's opaque pointer is the
+            // `Readiness` kept alive by `self.readiness` at least as long.
+            let queue = unsafe {
+                let queue = rdkafka::bindings::rd_kafka_queue_get_partition(
+                    self.consumer.client().native_ptr(),
+                    self.topic_c.as_ptr(),
+                    start.partition,
+                );
+                if !queue.is_null() {
+                    rdkafka::bindings::rd_kafka_queue_forward(queue, std::ptr::null_mut());
+                    rdkafka::bindings::rd_kafka_queue_cb_event_enable(
+                        queue,
+                        Some(partition_queue_nonempty),
+                        Arc::as_ptr(&self.readiness) as *mut std::ffi::c_void,
+                    );
+                }
+                queue
+            };
+            match std::ptr::NonNull::new(queue) {
+                Some(queue) => self.partitions.queues.push((start.partition, queue)),
+                None => return Err(KafkaError::Subscription(format!("{} [{}]", self.topic, start.partition))),
+            }
+        }
+        // Messages may have arrived before the queues were split.
+        self.readiness.notify();
+        Ok(())
+    }
+
+    /// Forgets the partition queues (after a revocation).
+    pub fn release_partitions(&mut self) {
+        self.partitions.close();
+    }
+
+    /// Takes up to `limit` messages from the partition queues, calling
+    /// `on_message` for each and `on_event` for end-of-partition and errors.
+    /// Returns the number of messages and whether a queue may still hold more.
+    pub fn drain_partitions(
+        &mut self,
+        limit: usize,
+        mut on_message: impl FnMut(RawMessage<'_>),
+        mut on_event: impl FnMut(QueueEvent),
+    ) -> (usize, bool) {
+        let PartitionQueues { queues, batch } = &mut self.partitions;
+        let mut taken = 0usize;
+        let mut more = false;
+        for (partition, queue) in queues.iter() {
+            if taken >= limit {
+                more = true;
+                break;
+            }
+            let want = QUEUE_BATCH.min(limit - taken);
+            batch.clear();
+            #[allow(unsafe_code)]
+            // SAFETY: `batch` has room for `want` pointers; librdkafka writes `n`
+            // valid message pointers, each destroyed exactly once below.
+            let n = unsafe {
+                let n = rdkafka::bindings::rd_kafka_consume_batch_queue(queue.as_ptr(), 0, batch.as_mut_ptr(), want);
+                if n > 0 {
+                    batch.set_len(n as usize);
+                }
+                n
+            };
+            if n <= 0 {
+                continue;
+            }
+            if n as usize == want {
+                more = true;
+            }
+            for &message in batch.iter() {
+                #[allow(unsafe_code)]
+                // SAFETY: `message` is a valid `rd_kafka_message_t` until destroyed;
+                // the payload slice does not outlive `on_message`.
+                unsafe {
+                    let m = &*message;
+                    match m.err {
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                            taken += 1;
+                            let payload = if m.payload.is_null() {
+                                None
+                            } else {
+                                Some(std::slice::from_raw_parts(m.payload as *const u8, m.len))
+                            };
+                            let mut kind =
+                                rdkafka::bindings::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+                            let timestamp_ms = rdkafka::bindings::rd_kafka_message_timestamp(message, &mut kind);
+                            on_message(RawMessage { partition: m.partition, offset: m.offset, timestamp_ms, payload });
+                        }
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
+                            on_event(QueueEvent::EndOfPartition(*partition))
+                        }
+                        RDKafkaRespErr::RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET
+                        | RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE => {
+                            on_event(QueueEvent::OffsetOutOfRange(*partition))
+                        }
+                        error => on_event(QueueEvent::Error(*partition, error)),
+                    }
+                    rdkafka::bindings::rd_kafka_message_destroy(message);
+                }
+            }
+            batch.clear();
+        }
+        (taken, more)
     }
 
     /// Moves the read position of held partitions (messages fetched before are discarded).
@@ -169,6 +354,20 @@ impl ShardConsumer {
             self.consumer.seek(&self.topic, start.partition, offset_of(start.position), Duration::from_secs(10))?;
         }
         Ok(())
+    }
+
+    /// Stores `(partition, next offset)` pairs for the next automatic commit
+    /// (needs `enable.auto.offset.store=false`: batches read from partition
+    /// queues are not stored by librdkafka).
+    pub fn store(&self, offsets: impl Iterator<Item = (i32, i64)>) -> KafkaResult<()> {
+        let mut tpl = TopicPartitionList::new();
+        for (partition, next) in offsets {
+            tpl.add_partition_offset(&self.topic, partition, Offset::Offset(next))?;
+        }
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer.store_offsets(&tpl)
     }
 
     /// Commits `(partition, next offset)` pairs to the consumer group.
@@ -207,7 +406,8 @@ impl ShardConsumer {
 
     /// Hands the consumer to a plain thread to close: closing leaves the group
     /// and can block for a while, which a shard must never do.
-    pub fn close_in_background(self) {
+    pub fn close_in_background(mut self) {
+        self.partitions.close();
         let topic = self.topic.clone();
         let spawned = std::thread::Builder::new().name("consumer-close".into()).spawn(move || {
             self.consumer.unsubscribe();

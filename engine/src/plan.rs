@@ -56,6 +56,7 @@ pub enum KafkaCommit {
     AfterLoad,
     /// When the batch is sealed, before it is loaded (at-most-once).
     BeforeLoad,
-    /// librdkafka's auto-commit (none).
+    /// librdkafka's auto-commit of the offsets the shard stores as it seals
+    /// batches (none; the consumer runs with `enable.auto.offset.store=false`).
     Auto,
 }

@@ -29,7 +29,9 @@ fn main() -> anyhow::Result<()> {
     let batch = Arc::new(sample_batch(0, args.rows));
     let bytes_per_shard = batch.data.len() as f64;
     println!("batch per shard: {} rows, {} bytes", args.rows, batch.data.len());
-    println!("\n| shards | segments | zstd | MB/s per shard | M rows/s per shard | total MB/s |\n|---|---|---|---|---|---|");
+    println!(
+        "\n| shards | segments | zstd | MB/s per shard | M rows/s per shard | total MB/s |\n|---|---|---|---|---|---|"
+    );
     for shards in [1usize, 2] {
         for compression in [false, true] {
             let config = GpfdistConfig { compression, ..GpfdistConfig::default() };

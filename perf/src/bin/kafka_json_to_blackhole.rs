@@ -43,10 +43,14 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let topic = unique("perf_blackhole");
     let mut text = String::new();
-    produce_json_strings(&topic, args.partitions, (0..args.count).map(|i| {
-        bench_json(&bench_row(i), &mut text);
-        text.clone()
-    }))?;
+    produce_json_strings(
+        &topic,
+        args.partitions,
+        (0..args.count).map(|i| {
+            bench_json(&bench_row(i), &mut text);
+            text.clone()
+        }),
+    )?;
     println!("produced {} events to {topic} ({} partitions)", args.count, args.partitions);
     let mut lines = Vec::new();
     let mut one_shard = None;
@@ -58,7 +62,10 @@ fn main() -> anyhow::Result<()> {
                 bail!("read {messages} messages, expected {}", args.count);
             }
             let rate = messages as f64 / seconds;
-            println!("shards {shards} run {run}: {seconds:.3} s, {rate:.0} messages/s ({:.0} per shard)", rate / shards as f64);
+            println!(
+                "shards {shards} run {run}: {seconds:.3} s, {rate:.0} messages/s ({:.0} per shard)",
+                rate / shards as f64
+            );
             rates.push(rate);
         }
         rates.sort_by(f64::total_cmp);
@@ -67,7 +74,13 @@ fn main() -> anyhow::Result<()> {
             one_shard = Some(median);
         }
         let scaling = one_shard.map_or(String::from("-"), |one| format!("{:.2}x", median / one));
-        lines.push(format!("| {} | {} | {shards} | {:.0} | {:.0} | {scaling} |", args.count, args.partitions, median, median / shards as f64));
+        lines.push(format!(
+            "| {} | {} | {shards} | {:.0} | {:.0} | {scaling} |",
+            args.count,
+            args.partitions,
+            median,
+            median / shards as f64
+        ));
     }
     println!("\n| messages | partitions | shards | messages/s | per shard | vs 1 shard |\n|---|---|---|---|---|---|");
     for line in lines {
@@ -92,6 +105,7 @@ fn plan(topic: &str, group: &str, max_count: u64) -> ShardJobPlan {
             ("fetch.queue.backoff.ms".into(), "10".into()),
             ("enable.partition.eof".into(), "true".into()),
             ("enable.auto.commit".into(), "false".into()),
+            ("enable.auto.offset.store".into(), "false".into()),
         ],
         decode: DecodePlan {
             format: SourceFormat::Json(JsonKind::Json),
@@ -163,7 +177,8 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
                                     stored: -1,
                                 })
                                 .collect();
-                            replies[shard].send_blocking(ControlReply::StartOffsets { generation, offsets: Ok(offsets) })?;
+                            replies[shard]
+                                .send_blocking(ControlReply::StartOffsets { generation, offsets: Ok(offsets) })?;
                         }
                     }
                 }
@@ -178,8 +193,10 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
                 first = Some(first.map_or(batch.opened_at, |f| f.min(batch.opened_at)));
                 last = Some(last.map_or(batch.sealed_at, |l| l.max(batch.sealed_at)));
                 let seq = batch.seq;
-                replies[shard]
-                    .send_blocking(ControlReply::BatchOutcome { seq, outcome: BatchOutcome::Committed { buffers: Some(batch) } })?;
+                replies[shard].send_blocking(ControlReply::BatchOutcome {
+                    seq,
+                    outcome: BatchOutcome::Committed { buffers: Some(batch) },
+                })?;
                 if sealed >= args.count && !stop_sent {
                     stop_sent = true;
                     for reply in &replies {
