@@ -743,6 +743,34 @@ macro_rules! extractor_tests {
             }
 
             #[test]
+            fn a_reused_extractor_follows_keys_in_any_order() {
+                let mut ex = JsonExtractor::new(JsonKind::Json);
+                let slots = [
+                    ex.add_path(&JsonPath::key("a")),
+                    ex.add_path(&JsonPath::key("b")),
+                    ex.add_path(&JsonPath::elements(&["c", "x"])),
+                    ex.add_path(&JsonPath::key("long key name")),
+                ];
+                let docs = [
+                    r#"{"a":1,"b":2,"c":{"x":3},"long key name":4}"#,
+                    r#"{"long key name":4,"c":{"x":3},"b":2,"a":1}"#,
+                    r#"{"b":2,"z":0,"a":1,"c":{"y":0,"x":3},"long key nam":0,"\u006cong key name":4}"#,
+                    r#"{"a":1,"b":2,"c":{"x":3},"long key name":4}"#,
+                ];
+                for doc in docs {
+                    ex.extract(doc).unwrap();
+                    let values: Vec<Option<&str>> = slots.iter().map(|s| ex.value(doc, *s)).collect();
+                    assert_eq!(values, [Some("1"), Some("2"), Some("3"), Some("4")], "{doc}");
+                }
+                // A duplicate after the order was learnt, and a missing key.
+                assert_eq!(ex.extract(r#"{"a":1,"b":2,"b":2}"#), Err(NotFast));
+                let doc = r#"{"c":{"x":5},"a":6}"#;
+                ex.extract(doc).unwrap();
+                let values: Vec<Option<&str>> = slots.iter().map(|s| ex.value(doc, *s)).collect();
+                assert_eq!(values, [Some("6"), None, Some("5"), None]);
+            }
+
+            #[test]
             fn nul_escapes() {
                 // SELECT '{"a":1,"b":"\u0000"}'::json → accepted; ->>'a' on it → ERROR: unsupported
                 // Unicode escape sequence (the whole document is de-escaped); ::jsonb → same ERROR.

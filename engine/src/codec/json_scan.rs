@@ -14,8 +14,8 @@
 //!   follows, no lone low surrogate, `\u0000` noted). The text is never copied
 //!   unless it is needed: a matched value with escapes, or an escaped key in
 //!   an object on a path, is unescaped into reusable space;
-//! - numbers: RFC 8259's grammar byte by byte, keeping the text span and
-//!   whether it has an exponent (jsonb's rules, numeric's bounds);
+//! - numbers: RFC 8259's grammar, digits eight at a time, keeping the text
+//!   span and whether it has an exponent (jsonb's rules, numeric's bounds);
 //! - literals and the four JSON whitespace bytes.
 //!
 //! The registered paths form a trie. Only containers on a path are tracked
@@ -33,6 +33,8 @@ const ROOT: u32 = 0;
 #[derive(Debug, Clone)]
 struct Node {
     key: Box<str>,
+    /// The key's first eight bytes, zero-padded: most comparisons stop there.
+    key_head: u64,
     index: Option<i64>,
     children: Vec<u32>,
     /// Bit `min(len, 63)` is set for the length of each child's key.
@@ -49,9 +51,17 @@ struct Node {
 }
 
 impl Node {
+    /// Whether this node's key is `key`, whose [`head`] is `key_head`.
+    #[inline(always)]
+    fn has_key(&self, key: &[u8], key_head: u64) -> bool {
+        let own = self.key.as_bytes();
+        self.key_head == key_head && own.len() == key.len() && (key.len() <= 8 || own[8..] == key[8..])
+    }
+
     fn new(key: &str, index: Option<i64>) -> Self {
         Node {
             key: key.into(),
+            key_head: head(key.as_bytes()),
             index,
             children: Vec::new(),
             child_key_lengths: 0,
@@ -203,7 +213,12 @@ impl JsonExtractor {
         let jsonb = self.kind == JsonKind::Jsonb;
         // Bit d set: the container at depth d+1 is an object.
         let mut objects = [0u64; MAX_DEPTH / 64];
+        let is_object = |objects: &[u64; MAX_DEPTH / 64], depth: usize| {
+            depth > 0 && (objects[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1 == 1
+        };
         let mut depth = 0usize;
+        // The container at `depth` is an object.
+        let mut in_object = false;
         // Depth of the innermost active container; 0 when there is none.
         let mut active_depth = 0usize;
         self.active.clear();
@@ -211,9 +226,9 @@ impl JsonExtractor {
 
         'value: loop {
             // A value starts here; `node` is its trie node, or NONE off the paths.
-            s.skip_ws();
+            let first = s.peek();
             let start = s.i;
-            match s.at(start) {
+            match first {
                 open @ (b'{' | b'[') => {
                     s.i += 1;
                     if depth == MAX_DEPTH {
@@ -222,7 +237,8 @@ impl JsonExtractor {
                     depth += 1;
                     let word = &mut objects[(depth - 1) / 64];
                     let bit = 1u64 << ((depth - 1) % 64);
-                    if open == b'{' {
+                    in_object = open == b'{';
+                    if in_object {
                         *word |= bit;
                     } else {
                         *word &= !bit;
@@ -239,13 +255,13 @@ impl JsonExtractor {
                         self.active.push(Active { depth, node, next_index: 0, stamp: self.stamp, start, last: NONE });
                         active_depth = depth;
                     }
-                    s.skip_ws();
                     // `{` + 2 is `}`, `[` + 2 is `]`.
-                    if s.at(s.i) == open + 2 {
+                    if s.peek() == open + 2 {
                         s.i += 1;
                         active_depth = self.close(depth, active_depth, s.i);
                         depth -= 1;
-                    } else if open == b'{' {
+                        in_object = is_object(&objects, depth);
+                    } else if in_object {
                         node = self.member(&mut s, doc, depth, active_depth)?;
                         continue 'value;
                     } else {
@@ -297,7 +313,7 @@ impl JsonExtractor {
 
             // After a value: separators and closing brackets.
             loop {
-                s.skip_ws();
+                let c = s.peek();
                 if depth == 0 {
                     return if s.i == s.b.len() {
                         Ok(JsonFacts { has_nul_escape: s.has_nul_escape, numbers_fit_numeric: s.numbers_fit_numeric })
@@ -305,8 +321,6 @@ impl JsonExtractor {
                         Err(NotFast)
                     };
                 }
-                let in_object = (objects[(depth - 1) / 64] >> ((depth - 1) % 64)) & 1 == 1;
-                let c = s.at(s.i);
                 s.i += 1;
                 match c {
                     b',' if in_object => {
@@ -323,6 +337,7 @@ impl JsonExtractor {
                 }
                 active_depth = self.close(depth, active_depth, s.i);
                 depth -= 1;
+                in_object = is_object(&objects, depth);
             }
         }
     }
@@ -355,16 +370,14 @@ impl JsonExtractor {
     /// Reads `"key":` in the object at `depth`; returns the value's node.
     #[inline(always)]
     fn member(&mut self, s: &mut Scan<'_>, doc: &str, depth: usize, active_depth: usize) -> Result<u32, NotFast> {
-        s.skip_ws();
-        if s.at(s.i) != b'"' {
+        if s.peek() != b'"' {
             return Err(NotFast);
         }
         s.i += 1;
         let start = s.i;
         let escaped = s.string()?;
         let end = s.i - 1;
-        s.skip_ws();
-        if s.at(s.i) != b':' {
+        if s.peek() != b':' {
             return Err(NotFast);
         }
         s.i += 1;
@@ -374,11 +387,18 @@ impl JsonExtractor {
         let Some(active) = self.active.last_mut() else {
             return Ok(NONE);
         };
-        let key: &[u8] = if escaped {
+        let (key, key_head): (&[u8], u64) = if escaped {
             unescape(&doc[start..end], &mut self.scratch)?;
-            self.scratch.as_bytes()
+            (self.scratch.as_bytes(), head(self.scratch.as_bytes()))
         } else {
-            &s.b[start..end]
+            // The closing quote follows: eight bytes are often there to load.
+            let len = end - start;
+            let key_head = match s.b.get(start..start + 8) {
+                Some(chunk) if len < 8 => load(chunk) & ((1u64 << (8 * len)) - 1),
+                Some(chunk) => load(chunk),
+                None => head(&s.b[start..end]),
+            };
+            (&s.b[start..end], key_head)
         };
         let nodes = &mut self.nodes;
         let guess = if active.last == NONE {
@@ -386,14 +406,14 @@ impl JsonExtractor {
         } else {
             nodes[active.last as usize].next_guess
         };
-        let child = if guess != NONE && nodes[guess as usize].key.as_bytes() == key {
+        let child = if guess != NONE && nodes[guess as usize].has_key(key, key_head) {
             guess
         } else {
             let parent = &nodes[active.node as usize];
             if parent.child_key_lengths & key_length_bit(key.len()) == 0 {
                 return Ok(NONE);
             }
-            match parent.children.iter().copied().find(|c| nodes[*c as usize].key.as_bytes() == key) {
+            match parent.children.iter().copied().find(|c| nodes[*c as usize].has_key(key, key_head)) {
                 Some(c) => c,
                 None => return Ok(NONE),
             }
@@ -438,6 +458,17 @@ fn key_length_bit(len: usize) -> u64 {
     1 << len.min(63)
 }
 
+/// The first eight bytes of `key`, zero-padded, as a little-endian word.
+fn head(key: &[u8]) -> u64 {
+    key.iter().take(8).rev().fold(0, |acc, b| (acc << 8) | u64::from(*b))
+}
+
+/// Eight bytes as a little-endian word (`chunk` holds at least eight).
+#[inline(always)]
+fn load(chunk: &[u8]) -> u64 {
+    u64::from_le_bytes(chunk[..8].try_into().unwrap_or_default())
+}
+
 /// The lexer: a cursor over the document and the facts gathered so far.
 struct Scan<'a> {
     b: &'a [u8],
@@ -454,12 +485,22 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// the caller uses.
 #[inline(always)]
 fn string_specials(w: u64) -> u64 {
-    let quote = w ^ (ONES * u64::from(b'"'));
+    // `^ 0x02` maps `"` to 0x20 and the control characters onto themselves:
+    // both are then the bytes below 0x21.
+    let quote_or_control = w ^ (ONES * 0x02);
     let backslash = w ^ (ONES * u64::from(b'\\'));
-    ((quote.wrapping_sub(ONES) & !quote)
-        | (backslash.wrapping_sub(ONES) & !backslash)
-        | (w.wrapping_sub(ONES * 0x20) & !w))
+    ((quote_or_control.wrapping_sub(ONES * 0x21) & !quote_or_control) | (backslash.wrapping_sub(ONES) & !backslash))
         & HIGHS
+}
+
+/// How many of the bytes of `w`, lowest first, are ASCII digits before the
+/// first that is not (8 when all are).
+#[inline(always)]
+fn leading_digits(w: u64) -> usize {
+    // A byte is a digit when `b ^ 0x30` < 10; the masking keeps carries inside bytes.
+    let t = w ^ (ONES * 0x30);
+    let non_digits = (((t & !HIGHS) + ONES * 0x76) | t) & HIGHS;
+    (non_digits.trailing_zeros() / 8) as usize
 }
 
 impl Scan<'_> {
@@ -469,15 +510,26 @@ impl Scan<'_> {
         self.b.get(i).copied().unwrap_or(0)
     }
 
-    /// Skips the four JSON whitespace bytes.
+    /// Skips the four JSON whitespace bytes; returns the byte after them (0
+    /// at the end).
     #[inline(always)]
-    fn skip_ws(&mut self) {
+    fn peek(&mut self) -> u8 {
+        match self.at(self.i) {
+            c @ 0x21.. => c,
+            _ => self.skip_ws(),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn skip_ws(&mut self) -> u8 {
         while let Some(&c) = self.b.get(self.i) {
-            if c > b' ' || !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
-                return;
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return c;
             }
             self.i += 1;
         }
+        0
     }
 
     /// With `i` just after an opening quote: checks the string and moves just
@@ -488,21 +540,20 @@ impl Scan<'_> {
         let mut i = self.i;
         let mut escaped = false;
         loop {
-            // Find the next `"`, `\` or control character.
+            // Find the next `"`, `\` or control character, eight bytes at a time.
             loop {
-                if let Some(chunk) = b.get(i..i + 8) {
-                    let mask = string_specials(u64::from_le_bytes(chunk.try_into().unwrap_or_default()));
-                    if mask == 0 {
-                        i += 8;
-                        continue;
-                    }
-                    i += (mask.trailing_zeros() / 8) as usize;
-                } else {
+                let Some(chunk) = b.get(i..i + 8) else {
                     while i < b.len() && !matches!(b[i], b'"' | b'\\' | 0..0x20) {
                         i += 1;
                     }
+                    break;
+                };
+                let mask = string_specials(load(chunk));
+                if mask != 0 {
+                    i += (mask.trailing_zeros() / 8) as usize;
+                    break;
                 }
-                break;
+                i += 8;
             }
             match self.at(i) {
                 b'"' => {
@@ -557,41 +608,49 @@ impl Scan<'_> {
         }
         match self.at(i) {
             b'0' => i += 1,
-            b'1'..=b'9' => {
-                i += 1;
-                while self.at(i).is_ascii_digit() {
-                    i += 1;
-                }
-            }
+            b'1'..=b'9' => i = self.digits(i + 1),
             _ => return Err(NotFast),
         }
         if self.at(i) == b'.' {
-            i += 1;
-            if !self.at(i).is_ascii_digit() {
+            let end = self.digits(i + 1);
+            if end == i + 1 {
                 return Err(NotFast);
             }
-            while self.at(i).is_ascii_digit() {
-                i += 1;
-            }
+            i = end;
         }
         let mut exponent = false;
-        if self.at(i) | 0x20 == b'e' {
+        if (self.at(i) | 0x20) == b'e' {
             exponent = true;
             i += 1;
             if matches!(self.at(i), b'+' | b'-') {
                 i += 1;
             }
-            if !self.at(i).is_ascii_digit() {
+            let end = self.digits(i);
+            if end == i {
                 return Err(NotFast);
             }
-            while self.at(i).is_ascii_digit() {
-                i += 1;
-            }
+            i = end;
         }
         self.i = i;
         let fits = if exponent { number_fits_numeric(&self.b[start..i]) } else { i - start <= 16_000 };
         self.numbers_fit_numeric &= fits;
         Ok(())
+    }
+
+    /// The index of the first byte from `i` on that is not a digit.
+    #[inline(always)]
+    fn digits(&self, mut i: usize) -> usize {
+        while let Some(chunk) = self.b.get(i..i + 8) {
+            let n = leading_digits(load(chunk));
+            i += n;
+            if n < 8 {
+                return i;
+            }
+        }
+        while self.at(i).is_ascii_digit() {
+            i += 1;
+        }
+        i
     }
 
     /// Checks that `word` is at `i` and moves past it.
