@@ -37,6 +37,8 @@ struct RawConfig {
     shards: Option<usize>,
     state_dir: Option<PathBuf>,
     pin_shards: Option<bool>,
+    batch_max_bytes: Option<usize>,
+    fetch_queue_max_bytes: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -88,6 +90,13 @@ pub struct ServerConfig {
     pub pin_shards: bool,
     /// Where submitted jobs are kept across restarts.
     pub state_dir: PathBuf,
+    /// Cap of one batch's buffers on one shard (a second, sealed batch may be
+    /// in flight beside it).
+    pub batch_max_bytes: usize,
+    /// Cap of the messages librdkafka prefetches per consumer (one consumer
+    /// per job and shard). Peak memory of a job is about
+    /// shards × (2 × BatchMaxBytes + FetchQueueMaxBytes) when the database stalls.
+    pub fetch_queue_max_bytes: usize,
     /// Keys the file has that flowserver does not know, for a warning.
     pub unknown_keys: Vec<String>,
 }
@@ -220,6 +229,16 @@ impl ServerConfig {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let state_dir = raw.state_dir.unwrap_or_else(default_state_dir);
+        let batch_max_bytes = raw.batch_max_bytes.unwrap_or(64 << 20);
+        if !((1 << 20)..=(1 << 31)).contains(&batch_max_bytes) {
+            return Err(invalid(format!("BatchMaxBytes must be between 1 MiB and 2 GiB; got {batch_max_bytes}")));
+        }
+        let fetch_queue_max_bytes = raw.fetch_queue_max_bytes.unwrap_or(64 << 20);
+        if !((1 << 20)..=(1 << 31)).contains(&fetch_queue_max_bytes) {
+            return Err(invalid(format!(
+                "FetchQueueMaxBytes must be between 1 MiB and 2 GiB; got {fetch_queue_max_bytes}"
+            )));
+        }
         unknown_keys.sort();
         Ok(ServerConfig {
             grpc,
@@ -230,6 +249,8 @@ impl ServerConfig {
             shards,
             pin_shards: raw.pin_shards.unwrap_or(true),
             state_dir,
+            batch_max_bytes,
+            fetch_queue_max_bytes,
             unknown_keys,
         })
     }

@@ -28,9 +28,6 @@ use crate::kafka_admin::KafkaProbe;
 use crate::load_plan::{self, LoadPlan, TargetCatalog};
 use crate::sql::{BookkeepingSql, ident};
 
-/// Cap on one batch's buffers on one shard.
-const BATCH_MAX_BYTES: usize = 64 << 20;
-
 /// How a job is started (from `flowcli start` or a restart).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StartOptions {
@@ -100,6 +97,10 @@ pub struct ServerContext {
     /// The host written into LOCATION (Gpfdist.AdvertiseHost).
     pub advertise_host: String,
     pub reuse_tables: bool,
+    /// BatchMaxBytes.
+    pub batch_max_bytes: usize,
+    /// FetchQueueMaxBytes.
+    pub fetch_queue_max_bytes: usize,
 }
 
 /// A job's WarehousePG / Greenplum load: one external table per shard.
@@ -387,7 +388,7 @@ impl JobRuntime {
         partitions.iter().filter_map(|p| overrides.remove(p).map(|o| (*p, o))).collect()
     }
 
-    pub fn shard_plan(&self, stop_at_eof: bool) -> ShardJobPlan {
+    pub fn shard_plan(&self, stop_at_eof: bool, server: &ServerContext) -> ShardJobPlan {
         let source = &self.config.source;
         let group = source
             .properties
@@ -402,6 +403,9 @@ impl JobRuntime {
             // librdkafka's default backs a full partition queue off for a whole
             // second; the shard drains its queue in milliseconds.
             ("fetch.queue.backoff.ms".into(), "10".into()),
+            // What librdkafka may hold ahead of the shard: the backpressure bound.
+            ("queued.max.messages.kbytes".into(), (server.fetch_queue_max_bytes / 1024).max(1).to_string()),
+            ("fetch.max.bytes".into(), server.fetch_queue_max_bytes.min(50 << 20).to_string()),
         ];
         let auto_offset_reset = match source.fallback_offset {
             Some(FallbackOffset::Latest) => "latest",
@@ -433,7 +437,7 @@ impl JobRuntime {
             decode: self.decode_plan(),
             batch_interval: source.batch.interval,
             batch_max_messages: source.batch.max_count.map(|n| n.get()),
-            batch_max_bytes: BATCH_MAX_BYTES,
+            batch_max_bytes: server.batch_max_bytes,
             kafka_commit,
             stop_at_eof,
             serve: self.greenplum.as_ref().map(|g| ServePlan {
@@ -636,8 +640,9 @@ impl RunningJob {
         runtime: Arc<JobRuntime>,
         engine: &Engine,
         options: &StartOptions,
+        server: &ServerContext,
     ) -> Result<RunningJob, ControlError> {
-        let plan = Arc::new(runtime.shard_plan(options.stop_at_eof));
+        let plan = Arc::new(runtime.shard_plan(options.stop_at_eof, server));
         let links = engine.start_job(plan).await.map_err(|e| ControlError::Internal(e.to_string()))?;
         if let Ok(mut stats) = runtime.shard_stats.lock() {
             *stats = links.iter().map(|l| (l.shard, l.stats.clone())).collect();

@@ -81,6 +81,8 @@ async fn serve(config: ServerConfig, engine: Engine) -> anyhow::Result<Option<En
         gpfdist_ports: engine.gpfdist_addresses().iter().map(|a| a.port()).collect(),
         advertise_host: config.gpfdist.advertise_host.clone(),
         reuse_tables: config.gpfdist.reuse_tables,
+        batch_max_bytes: config.batch_max_bytes,
+        fetch_queue_max_bytes: config.fetch_queue_max_bytes,
     };
     let registry = Registry::open(config.state_dir.clone(), engine, server)?;
     let listener = tokio::net::TcpListener::bind(config.grpc)

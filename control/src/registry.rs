@@ -218,7 +218,7 @@ impl Registry {
         };
         entry.starting = false;
         let runtime = prepared?;
-        let running = RunningJob::launch(runtime, &self.engine, &options).await?;
+        let running = RunningJob::launch(runtime, &self.engine, &options, &self.server).await?;
         let runtime = running.runtime.clone();
         let mut running = running;
         let ended = running.ended.take();

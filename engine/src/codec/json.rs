@@ -232,8 +232,11 @@ pub mod sonic_walker {
                     None => {
                         // The walk follows one child per key; two steps that share
                         // a key but differ on arrays cannot both be followed.
-                        if self.nodes[node as usize].children.iter().any(|c| *self.nodes[*c as usize].key == *step.key)
-                        {
+                        // Nor can two spellings of one array index (`{1}` and `{01}`).
+                        if self.nodes[node as usize].children.iter().any(|c| {
+                            let sibling = &self.nodes[*c as usize];
+                            *sibling.key == *step.key || (step.index.is_some() && sibling.index == step.index)
+                        }) {
                             self.always_slow = true;
                         }
                         let id = self.nodes.len() as u32;
@@ -633,6 +636,16 @@ macro_rules! extractor_tests {
                 assert_eq!(indexes, [None, Some(0), Some(1), Some(1), Some(1), Some(-1), None, None, None, None]);
                 assert_eq!(p.0[2].key, " 1");
                 assert_eq!(JsonPath::key("0").0, [PathStep { key: "0".into(), index: None }]);
+            }
+
+            #[test]
+            fn two_spellings_of_one_index_are_never_fast() {
+                // PostgreSQL: '[1,2]'::json #>> '{01}' and #>> '{1}' are both 2; the
+                // walk follows one child per index, so such a plan is always slow.
+                let mut extractor = JsonExtractor::new(JsonKind::Json);
+                extractor.add_path(&JsonPath::elements(&["01"]));
+                extractor.add_path(&JsonPath::elements(&["1"]));
+                assert_eq!(extractor.extract("[1,2]").map(|_| ()), Err(NotFast));
             }
 
             #[test]

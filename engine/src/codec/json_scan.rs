@@ -148,7 +148,11 @@ impl JsonExtractor {
                 None => {
                     // The walk follows one child per key; two steps that share
                     // a key but differ on arrays cannot both be followed.
-                    if nodes[node as usize].children.iter().any(|c| *nodes[*c as usize].key == *step.key) {
+                    // Nor can two spellings of one array index (`{1}` and `{01}`).
+                    if nodes[node as usize].children.iter().any(|c| {
+                        let sibling = &nodes[*c as usize];
+                        *sibling.key == *step.key || (step.index.is_some() && sibling.index == step.index)
+                    }) {
                         self.always_slow = true;
                     }
                     let id = self.nodes.len() as u32;
