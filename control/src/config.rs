@@ -94,8 +94,9 @@ pub struct ServerConfig {
     /// in flight beside it).
     pub batch_max_bytes: usize,
     /// Cap of the messages librdkafka prefetches per consumer (one consumer
-    /// per job and shard). Peak memory of a job is about
-    /// shards × (2 × BatchMaxBytes + FetchQueueMaxBytes) when the database stalls.
+    /// per job and shard), split over the partitions it reads. Peak memory of
+    /// a job is about shards × (2 × BatchMaxBytes + FetchQueueMaxBytes) plus
+    /// the process's baseline when the database stalls.
     pub fetch_queue_max_bytes: usize,
     /// Keys the file has that flowserver does not know, for a warning.
     pub unknown_keys: Vec<String>,

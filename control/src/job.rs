@@ -101,6 +101,8 @@ pub struct ServerContext {
     pub batch_max_bytes: usize,
     /// FetchQueueMaxBytes.
     pub fetch_queue_max_bytes: usize,
+    /// Engine shards.
+    pub shards: usize,
 }
 
 /// A job's WarehousePG / Greenplum load: one external table per shard.
@@ -403,10 +405,17 @@ impl JobRuntime {
             // librdkafka's default backs a full partition queue off for a whole
             // second; the shard drains its queue in milliseconds.
             ("fetch.queue.backoff.ms".into(), "10".into()),
-            // What librdkafka may hold ahead of the shard: the backpressure bound.
-            ("queued.max.messages.kbytes".into(), (server.fetch_queue_max_bytes / 1024).max(1).to_string()),
-            ("fetch.max.bytes".into(), server.fetch_queue_max_bytes.min(50 << 20).to_string()),
         ];
+        // What librdkafka may hold ahead of the shard: the backpressure bound.
+        // Its queue limit applies to each partition's fetch queue, so the
+        // consumer's budget is split over the partitions a shard expects.
+        let per_consumer = self.partitions.len().div_ceil(server.shards.max(1)).max(1);
+        let per_partition = (server.fetch_queue_max_bytes / per_consumer).max(64 << 10);
+        consumer_config.extend([
+            ("queued.max.messages.kbytes".into(), (per_partition / 1024).to_string()),
+            ("max.partition.fetch.bytes".into(), (per_partition / 2).to_string()),
+            ("fetch.max.bytes".into(), (server.fetch_queue_max_bytes / 2).clamp(1 << 20, 50 << 20).to_string()),
+        ]);
         let auto_offset_reset = match source.fallback_offset {
             Some(FallbackOffset::Latest) => "latest",
             _ => "earliest",

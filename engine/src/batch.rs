@@ -123,11 +123,15 @@ impl Batch {
         self.messages.len()
     }
 
-    /// Bytes held by the batch's buffers (what the memory cap counts).
+    /// Bytes the batch holds: what `BatchMaxBytes` counts. (Vectors grow by
+    /// doubling, so a batch's allocation is at most about twice this.)
     pub fn byte_size(&self) -> usize {
         let served = self.served.as_ref().map_or(0, |s| s.data.len());
-        // (CSV serving keeps the tuples too, and both count.)
-        self.fast.data.len() + served + self.slow.data.len() + self.payloads.len() + self.messages.len() * 32
+        self.fast.data.len()
+            + self.slow.data.len()
+            + served
+            + self.payloads.len()
+            + self.messages.len() * std::mem::size_of::<MessageMeta>()
     }
 
     /// Payload of message `index`, None for a tombstone.
