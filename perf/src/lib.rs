@@ -1,6 +1,8 @@
 //! Data sets shared by the perf runs and the demo: deterministic events, as
 //! JSON messages and as the typed rows they stand for.
 
+pub mod engine_run;
+
 use std::fmt::Write as _;
 
 /// The five-field event of the benchmarks: int, bigint, 20-char text,

@@ -57,9 +57,9 @@ fn main() -> anyhow::Result<()> {
     let mut copies = Vec::new();
     let mut sqls = Vec::new();
     for run in 1..=args.runs {
-        let (ours_s, load_s) = flowserver_run(&server, &topic, &args)?;
-        let copy_s = raw_copy_run(&copy_data)?;
-        let sql_s = sql_extraction_run(&json_lines)?;
+        let (ours_s, load_s) = flowserver_run(&server, &topic, &args).context("flowserver load")?;
+        let copy_s = raw_copy_run(&copy_data).context("binary COPY")?;
+        let sql_s = sql_extraction_run(&json_lines).context("SQL extraction")?;
         println!(
             "run {run}: flowserver {ours_s:.3} s ({:.0} rows/s; {load_s:.3} s from the first message read), binary COPY {copy_s:.3} s ({:.0} rows/s), \
              SQL extraction {sql_s:.3} s ({:.0} rows/s); flowserver/COPY {:.2}, flowserver vs SQL {:.2}x",
@@ -168,8 +168,11 @@ fn raw_copy_run(data: &[u8]) -> anyhow::Result<f64> {
     client.batch_execute(&format!("CREATE TABLE {table} ({COLUMNS})"))?;
     let started = Instant::now();
     let mut writer = client.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))?;
-    writer.write_all(data)?;
-    writer.finish()?;
+    // Large writes in pieces: one huge CopyData message is not what a client sends.
+    for chunk in data.chunks(1 << 20) {
+        writer.write_all(chunk)?;
+    }
+    writer.finish().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
     client.batch_execute(&format!("DROP TABLE {table}"))?;
     Ok(seconds)
@@ -182,8 +185,10 @@ fn sql_extraction_run(lines: &[u8]) -> anyhow::Result<f64> {
     client.batch_execute(&format!("CREATE TABLE {staging} (value json); CREATE TABLE {table} ({COLUMNS})"))?;
     let started = Instant::now();
     let mut writer = client.copy_in(&format!("COPY {staging} FROM STDIN"))?;
-    writer.write_all(lines)?;
-    writer.finish()?;
+    for chunk in lines.chunks(1 << 20) {
+        writer.write_all(chunk)?;
+    }
+    writer.finish().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     client.batch_execute(&format!(
         "INSERT INTO {table} SELECT (value->>'id')::int, (value->>'big')::bigint, (value->>'name')::text, \
          (value->>'ts')::timestamp, (value->>'score')::double precision FROM {staging}"
