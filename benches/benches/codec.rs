@@ -14,8 +14,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use flowserver_engine::codec::json::sonic_walker::SonicJsonExtractor;
 use flowserver_engine::codec::pgcopy::{begin_row, put_field, put_null};
 use flowserver_engine::codec::{
-    Conversion, CsvOptions, DecodePlan, EncodeContext, FastColumn, JsonExtractor, JsonFacts, JsonKind, JsonPath,
-    NotFast, PgType, RowEncoder, SourceFormat,
+    Conversion, CsvOptions, DecodePlan, EncodeContext, Encoded, FastColumn, JsonExtractor, JsonFacts, JsonKind,
+    JsonPath, NotFast, PgType, RowEncoder, SourceFormat, fsrow,
 };
 
 fn conversion(cast: PgType, target: PgType) -> Conversion {
@@ -88,6 +88,37 @@ fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[
             let message = &messages[i % messages.len()];
             i += 1;
             black_box(encoder.encode(Some(black_box(message)), &mut fast, &mut slow))
+        })
+    });
+    group.finish();
+}
+
+/// The same encoding, as the fs_formatter rows a shard serves to segments (a
+/// length word before each tuple, back-patched), to compare with binary COPY.
+fn bench_fs_rows(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>]) {
+    let mut encoder = RowEncoder::new(plan);
+    let mut fast = Vec::with_capacity(64 << 20);
+    let mut slow = Vec::with_capacity(1 << 20);
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Bytes((bytes / messages.len()) as u64));
+    let mut i = 0;
+    group.bench_function("per_message", |b| {
+        b.iter(|| {
+            if fast.len() > (60 << 20) {
+                fast.clear();
+                slow.clear();
+            }
+            let message = &messages[i % messages.len()];
+            i += 1;
+            let start = fsrow::begin_row(&mut fast);
+            let encoded = encoder.encode(Some(black_box(message)), &mut fast, &mut slow);
+            if encoded == Encoded::Fast {
+                fsrow::end_row(&mut fast, start);
+            } else {
+                fast.truncate(start);
+            }
+            black_box(encoded)
         })
     });
     group.finish();
@@ -248,6 +279,7 @@ fn codec(c: &mut Criterion) {
     ];
     let plan5 = json_plan(&fields5);
     bench_messages(c, "json_5_fields", &plan5, &five);
+    bench_fs_rows(c, "json_5_fields_fs_rows", &plan5, &five);
     bench_json_rows::<SonicJsonExtractor>(c, "json_5_fields_old", &fields5, &five);
 
     let twenty = twenty_field_messages(10_000);

@@ -86,7 +86,9 @@ pub fn external_table(spec: TableSpec<'_>) -> ExternalTable {
     ExternalTable {
         name_literal: literal(&name),
         location: location.to_owned(),
-        create: format!("CREATE READABLE EXTERNAL TABLE {}{name} {body}", if reuse { "IF NOT EXISTS " } else { "" }),
+        // Greenplum has no CREATE EXTERNAL TABLE IF NOT EXISTS: a reused table
+        // is created only when `to_regclass` does not find it.
+        create: format!("CREATE READABLE EXTERNAL TABLE {name} {body}"),
         drop: format!("DROP EXTERNAL TABLE IF EXISTS {name}"),
         name,
         reuse,
@@ -176,7 +178,7 @@ mod tests {
             })
         };
         let a = make(ServedFormat::FsFormatter, ErrorLimit::Count(5));
-        assert!(a.create.starts_with("CREATE READABLE EXTERNAL TABLE IF NOT EXISTS \"s\".\"flowserver_ext_"));
+        assert!(a.create.starts_with("CREATE READABLE EXTERNAL TABLE \"s\".\"flowserver_ext_"));
         assert_eq!(a, make(ServedFormat::FsFormatter, ErrorLimit::Count(5)));
         assert_ne!(a.name, make(ServedFormat::Csv, ErrorLimit::Count(5)).name);
         assert_ne!(a.name, make(ServedFormat::FsFormatter, ErrorLimit::Percent(5)).name);

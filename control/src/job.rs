@@ -598,10 +598,26 @@ async fn prepare_greenplum(
             error_limit: target.error_limit,
             reuse: server.reuse_tables,
         });
-        let statements = if table.reuse { table.create.clone() } else { format!("{}; {}", table.drop, table.create) };
-        client.batch_execute(&statements).await.map_err(|e| {
-            ControlError::StartCheck(format!("cannot create the external table {}: {}", table.name, db::describe(&e)))
-        })?;
+        let cannot_create = |e: &tokio_postgres::Error| {
+            ControlError::StartCheck(format!("cannot create the external table {}: {}", table.name, db::describe(e)))
+        };
+        if table.reuse {
+            let exists: bool = client
+                .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.name])
+                .await
+                .map_err(|e| cannot_create(&e))?
+                .get(0);
+            if !exists {
+                match client.batch_execute(&table.create).await {
+                    Ok(()) => {}
+                    // Another job with the same definition created it meanwhile.
+                    Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_TABLE) => {}
+                    Err(e) => return Err(cannot_create(&e)),
+                }
+            }
+        } else {
+            client.batch_execute(&format!("{}; {}", table.drop, table.create)).await.map_err(|e| cannot_create(&e))?;
+        }
         inserts.push(inserts_of.inserts(&table.name));
         tables.push(table);
     }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::{bench_json, bench_row};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use flowserver_engine::codec::{
@@ -18,7 +19,6 @@ use flowserver_engine::events::{BatchOutcome, ControlReply, PartitionStart, Shar
 use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
-use crate::{bench_json, bench_row};
 use flowserver_tests::segment::{Keep, ReadOptions, SegmentRequest, run_segments};
 use flowserver_tests::{kafka_brokers, produce_json_strings, unique};
 

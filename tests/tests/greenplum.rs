@@ -177,3 +177,92 @@ fn a_wrong_advertised_host_is_named_in_the_error() {
     assert_eq!(gp_count(&format!("SELECT count(*) FROM {table}")), 0);
     assert_eq!(gp_count(&format!("SELECT count(*) FROM public.flow_offsets WHERE job = '{table}'")), 0);
 }
+
+#[test]
+fn reused_external_tables_survive_restarts_and_follow_the_configuration() {
+    if !cluster() {
+        return;
+    }
+    let topic = unique("gp_reuse");
+    let table = unique("gp_reuse_t");
+    create_topic(&topic, 1);
+    gp().batch_execute(&format!("CREATE TABLE {table} (id int, body text) DISTRIBUTED BY (id)")).unwrap();
+    produce(&topic, 1, id_messages(0..100));
+    // A fixed port: the location, and so the definition, is the same after a restart.
+    let port = free_port();
+    let config = format!(
+        r#""Gpfdist": {{"Host": "127.0.0.1", "Port": {port}, "AdvertiseHost": "127.0.0.1", "ReuseTables": true}}"#
+    );
+    let mut server = Server::start_with(&config);
+    let job = json_job(&topic, &table, "        interval_ms: 200", "");
+    assert!(server.submit_yaml(&table, &job, &[]).success);
+    server.ok(&["start", &table, "--stop-at-eof"]);
+    let tables = |location: &str| -> Vec<(u32, String)> {
+        gp().query(
+            "SELECT c.oid, c.relname::text FROM pg_foreign_table t JOIN pg_class c ON c.oid = t.ftrelid \
+             WHERE array_to_string(t.ftoptions, ',') LIKE $1",
+            &[&format!("%{location}%")],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    };
+    let first = tables(&format!("/{table}"));
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(first[0].1.starts_with("flowserver_ext_"), "named by a hash, not the job: {first:?}");
+    assert!(!first[0].1.contains(&table));
+    // A restart on the same port set reuses the very same table.
+    produce(&topic, 1, id_messages(100..150));
+    server.terminate();
+    server.restart();
+    server.ok(&["start", &table, "--stop-at-eof"]);
+    assert_eq!(gp_count(&format!("SELECT count(*) FROM {table}")), 150);
+    assert_eq!(tables(&format!("/{table}")), first, "the same table (same oid) was reused");
+}
+
+#[test]
+fn without_fs_formatter_the_segments_read_csv_and_the_status_says_so() {
+    if !cluster() {
+        return;
+    }
+    // A role that may not create the (untrusted, C) extension, in a database
+    // that does not have it.
+    let database = unique("flowplain");
+    let role = unique("flowplain_role");
+    let mut admin = gp();
+    admin
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN CREATEEXTTABLE (type = 'readable', protocol = 'gpfdist')"))
+        .unwrap();
+    admin.batch_execute(&format!("CREATE DATABASE {database} OWNER {role}")).unwrap();
+    let url = gp_url().unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b).to_string();
+    let as_role = base.replacen("gpadmin@", &format!("{role}@"), 1);
+    let mut plain = postgres::Client::connect(&format!("{as_role}/{database}"), postgres::NoTls).unwrap();
+    let topic = unique("gp_csv");
+    let table = unique("gp_csv_t");
+    create_topic(&topic, 1);
+    plain.batch_execute(&format!("CREATE TABLE {table} (id int, body text) DISTRIBUTED BY (id)")).unwrap();
+    produce(&topic, 1, id_messages(0..500));
+    let server = Server::start();
+    let job = json_job(&topic, &table, "        interval_ms: 200", "")
+        .replace("    user: gpadmin\n", &format!("    user: {role}\n"))
+        .replace("    dbname: postgres\n", &format!("    dbname: {database}\n"));
+    assert!(server.submit_yaml(&table, &job, &[]).success, "{job}");
+    server.ok(&["start", &table, "--stop-at-eof"]);
+    let loaded: i64 = plain.query_one(&format!("SELECT count(DISTINCT id) FROM {table}"), &[]).unwrap().get(0);
+    assert_eq!(loaded, 500);
+    let status = server.status(&table);
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("fs_formatter cannot be installed ("), "{message}");
+    assert!(message.ends_with("serving CSV and computing every column in the database"), "{message}");
+    let format: String = plain
+        .query_one(
+            "SELECT array_to_string(ftoptions, ',') FROM pg_foreign_table t JOIN pg_class c ON c.oid = t.ftrelid \
+             WHERE c.relname LIKE 'flowserver_ext_%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(format.contains("format=csv"), "{format}");
+}
