@@ -693,6 +693,8 @@ fn scanner_matches_the_sonic_walker() {
     assert!(generated.not_fast[0] * 100 > generated.documents * 10, "{generated:?}");
     assert!(generated.values > generated.documents, "{generated:?}");
     assert!(generated.nul > 100 && generated.not_numeric > 1000, "{generated:?}");
-    assert!(ok(&mutated, 0, 10) && ok(&mutated, 1, 10), "{mutated:?}");
+    // Most mutations break the document; the ones that do not (about one
+    // in ten) are the interesting near-misses, so a few percent must remain.
+    assert!(ok(&mutated, 0, 5) && ok(&mutated, 1, 5), "{mutated:?}");
     assert!(mutated.values > mutated.documents / 10, "{mutated:?}");
 }
