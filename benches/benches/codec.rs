@@ -71,7 +71,10 @@ fn twenty_field_messages(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>]) {
+/// Encoding cost per message. With `fs_rows`, each tuple also gets the length
+/// word of the fs_formatter rows a shard serves to segments (back-patched), to
+/// compare with binary COPY.
+fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>], fs_rows: bool) {
     let mut encoder = RowEncoder::new(plan);
     let mut fast = Vec::with_capacity(64 << 20);
     let mut slow = Vec::with_capacity(1 << 20);
@@ -87,36 +90,14 @@ fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[
             }
             let message = &messages[i % messages.len()];
             i += 1;
-            black_box(encoder.encode(Some(black_box(message)), &mut fast, &mut slow))
-        })
-    });
-    group.finish();
-}
-
-/// The same encoding, as the fs_formatter rows a shard serves to segments (a
-/// length word before each tuple, back-patched), to compare with binary COPY.
-fn bench_fs_rows(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>]) {
-    let mut encoder = RowEncoder::new(plan);
-    let mut fast = Vec::with_capacity(64 << 20);
-    let mut slow = Vec::with_capacity(1 << 20);
-    let bytes: usize = messages.iter().map(Vec::len).sum();
-    let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Bytes((bytes / messages.len()) as u64));
-    let mut i = 0;
-    group.bench_function("per_message", |b| {
-        b.iter(|| {
-            if fast.len() > (60 << 20) {
-                fast.clear();
-                slow.clear();
-            }
-            let message = &messages[i % messages.len()];
-            i += 1;
-            let start = fsrow::begin_row(&mut fast);
+            let start = fs_rows.then(|| fsrow::begin_row(&mut fast));
             let encoded = encoder.encode(Some(black_box(message)), &mut fast, &mut slow);
-            if encoded == Encoded::Fast {
-                fsrow::end_row(&mut fast, start);
-            } else {
-                fast.truncate(start);
+            if let Some(start) = start {
+                if encoded == Encoded::Fast {
+                    fsrow::end_row(&mut fast, start);
+                } else {
+                    fast.truncate(start);
+                }
             }
             black_box(encoded)
         })
@@ -278,8 +259,8 @@ fn codec(c: &mut Criterion) {
         ("score", PgType::Float8),
     ];
     let plan5 = json_plan(&fields5);
-    bench_messages(c, "json_5_fields", &plan5, &five);
-    bench_fs_rows(c, "json_5_fields_fs_rows", &plan5, &five);
+    bench_messages(c, "json_5_fields", &plan5, &five, false);
+    bench_messages(c, "json_5_fields_fs_rows", &plan5, &five, true);
     bench_json_rows::<SonicJsonExtractor>(c, "json_5_fields_old", &fields5, &five);
 
     let twenty = twenty_field_messages(10_000);
@@ -295,7 +276,7 @@ fn codec(c: &mut Criterion) {
         })
         .collect();
     let refs: Vec<(&str, PgType)> = fields.iter().map(|(k, t)| (k.as_str(), *t)).collect();
-    bench_messages(c, "json_20_fields", &json_plan(&refs), &twenty);
+    bench_messages(c, "json_20_fields", &json_plan(&refs), &twenty, false);
     bench_json_rows::<SonicJsonExtractor>(c, "json_20_fields_old", &refs, &twenty);
 
     let document = DecodePlan {
@@ -303,7 +284,7 @@ fn codec(c: &mut Criterion) {
         fast_columns: vec![FastColumn::JsonDocument { conversion: conversion(PgType::Json, PgType::Json) }],
         context: EncodeContext { session_time_zone_is_utc: true },
     };
-    bench_messages(c, "json_whole_document", &document, &five);
+    bench_messages(c, "json_whole_document", &document, &five, false);
     bench_json_rows::<SonicJsonExtractor>(c, "json_whole_document_old", &[], &five);
 
     json_extract(c, &[("5_fields", &fields5, &five), ("20_fields", &refs, &twenty), ("whole_document", &[], &five)]);
@@ -326,7 +307,7 @@ fn codec(c: &mut Criterion) {
             .collect(),
         context: EncodeContext { session_time_zone_is_utc: true },
     };
-    bench_messages(c, "csv_5_fields", &csv_plan, &csv);
+    bench_messages(c, "csv_5_fields", &csv_plan, &csv, false);
 }
 
 criterion_group!(benches, codec);

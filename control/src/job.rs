@@ -72,7 +72,6 @@ pub struct JobRuntime {
     pub exactly_once: bool,
     pub source_columns: Vec<String>,
     pub partitions: Vec<i32>,
-    pub target_description: String,
     probe: Arc<Mutex<KafkaProbe>>,
     start_overrides: Mutex<HashMap<i32, i64>>,
     initial_latest: bool,
@@ -219,17 +218,6 @@ impl JobRuntime {
             .properties
             .iter()
             .any(|(k, v)| k == "auto.offset.reset" && matches!(v.as_str(), "latest" | "largest" | "end"));
-        let target_description = format!(
-            "{}/{} {}",
-            db::endpoint(target),
-            target.staging_schema,
-            target
-                .tables
-                .iter()
-                .map(|t| crate::sql::qualified(t.schema.as_deref(), &t.table))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let runtime = JobRuntime {
             name: name.to_owned(),
             exactly_once: source.consistency == Consistency::ExactlyOnce,
@@ -239,7 +227,6 @@ impl JobRuntime {
             topic,
             source_columns,
             partitions,
-            target_description,
             probe: Arc::new(Mutex::new(probe)),
             start_overrides: Mutex::new(HashMap::new()),
             initial_latest,

@@ -138,18 +138,7 @@ pub fn status_of(view: &JobView) -> pb::JobStatus {
         state: state_of(view.state) as i32,
         message: view.message.clone(),
         source: format!("kafka {} topic {}", source.brokers.join(","), source.topic),
-        target: format!(
-            "{}:{}/{} {}",
-            target.host,
-            target.port,
-            target.dbname,
-            target
-                .tables
-                .iter()
-                .map(|t| crate::sql::qualified(t.schema.as_deref(), &t.table))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        target: format!("{}:{}/{} {}", target.host, target.port, target.dbname, crate::sql::table_list(&target.tables)),
         consistency: match source.consistency {
             crate::jobspec::Consistency::ExactlyOnce => "exactly-once",
             crate::jobspec::Consistency::AtLeastOnce => "at-least-once",

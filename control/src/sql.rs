@@ -38,6 +38,11 @@ pub fn qualified(schema: Option<&str>, table: &str) -> String {
     }
 }
 
+/// The target tables of a job, qualified and quoted, comma-separated.
+pub fn table_list(tables: &[crate::jobspec::TargetTable]) -> String {
+    tables.iter().map(|t| qualified(t.schema.as_deref(), &t.table)).collect::<Vec<_>>().join(", ")
+}
+
 /// The statements on flowserver's own tables in the job's staging schema.
 /// `partition` is quoted: Greenplum reserves the word.
 #[derive(Debug, Clone)]

@@ -76,6 +76,33 @@ pub fn bench_json(row: &BenchRow, out: &mut String) {
     let _ = write!(out, r#"","score":{:?}}}"#, row.score);
 }
 
+/// Columns of the benchmark table.
+pub const BENCH_COLUMNS: &str = "id int, big bigint, name text, ts timestamp, score double precision";
+
+/// The benchmark job: the five fields mapped with `(value->>'k')::type` into
+/// `table`, exactly-once, batches of `interval_ms` / `max_count`.
+pub fn bench_job_yaml(topic: &str, table: &str, interval_ms: u64, max_count: u64) -> String {
+    flowserver_tests::job_yaml(
+        topic,
+        "      json:\n        column:\n          name: value\n          type: json",
+        "      consistency: exactly-once",
+        &format!("        interval_ms: {interval_ms}\n        max_count: {max_count}"),
+        &format!(
+            "    - table: {table}
+      schema: public
+      mode:
+        insert: {{}}
+      mapping:
+        id: (value->>'id')::int
+        big: (value->>'big')::bigint
+        name: (value->>'name')::text
+        ts: (value->>'ts')::timestamp
+        score: (value->>'score')::double precision"
+        ),
+        "",
+    )
+}
+
 /// An order for the demo.
 pub fn order_json(i: u64, out: &mut String) {
     out.clear();

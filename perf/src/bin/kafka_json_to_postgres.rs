@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use flowserver_perf::{BenchRow, bench_json, bench_row};
-use flowserver_tests::{Server, job_yaml, pg, produce_json_strings, unique};
+use flowserver_perf::{BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row};
+use flowserver_tests::{Server, pg, produce_json_strings, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -30,8 +30,6 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     max_count: u64,
 }
-
-const COLUMNS: &str = "id int, big bigint, name text, ts timestamp, score double precision";
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -103,26 +101,8 @@ fn median(values: &mut [f64]) -> f64 {
 /// first message read (seen by polling the job's status) to that commit.
 fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
     let table = unique("perf_ours");
-    pg().batch_execute(&format!("CREATE TABLE {table} ({COLUMNS})"))?;
-    let job = job_yaml(
-        topic,
-        "      json:\n        column:\n          name: value\n          type: json",
-        "      consistency: exactly-once",
-        &format!("        interval_ms: {}\n        max_count: {}", args.interval_ms, args.max_count),
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        big: (value->>'big')::bigint
-        name: (value->>'name')::text
-        ts: (value->>'ts')::timestamp
-        score: (value->>'score')::double precision"
-        ),
-        "",
-    );
+    pg().batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
+    let job = bench_job_yaml(topic, &table, args.interval_ms, args.max_count);
     let submitted = server.submit_yaml(&table, &job, &[]);
     if !submitted.success {
         bail!("submit failed: {}", submitted.stderr);
@@ -165,7 +145,7 @@ fn now_ms() -> i64 {
 fn raw_copy_run(data: &[u8]) -> anyhow::Result<f64> {
     let table = unique("perf_copy");
     let mut client = pg();
-    client.batch_execute(&format!("CREATE TABLE {table} ({COLUMNS})"))?;
+    client.batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
     let started = Instant::now();
     let mut writer = client.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))?;
     // Large writes in pieces: one huge CopyData message is not what a client sends.
@@ -182,7 +162,7 @@ fn sql_extraction_run(lines: &[u8]) -> anyhow::Result<f64> {
     let staging = unique("perf_json_staging");
     let table = unique("perf_sql");
     let mut client = pg();
-    client.batch_execute(&format!("CREATE TABLE {staging} (value json); CREATE TABLE {table} ({COLUMNS})"))?;
+    client.batch_execute(&format!("CREATE TABLE {staging} (value json); CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
     let started = Instant::now();
     let mut writer = client.copy_in(&format!("COPY {staging} FROM STDIN"))?;
     for chunk in lines.chunks(1 << 20) {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{bench_json, bench_row};
+use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, bench_json, bench_row};
 use flowserver_tests::{Server, create_topic_if_missing, job_yaml, pg, produce_json_strings, producer, unique};
 use rdkafka::producer::{BaseRecord, Producer};
 
@@ -154,28 +154,8 @@ fn max_rate(server: &Server, partitions: i32) -> anyhow::Result<f64> {
         }),
     )?;
     let table = unique("perf_latency_max_t");
-    pg().batch_execute(&format!(
-        "CREATE TABLE {table} (id int, big bigint, name text, ts timestamp, score double precision)"
-    ))?;
-    let job = job_yaml(
-        &topic,
-        "      json:\n        column:\n          name: value\n          type: json",
-        "      consistency: exactly-once",
-        "        interval_ms: 1000\n        max_count: 200000",
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        big: (value->>'big')::bigint
-        name: (value->>'name')::text
-        ts: (value->>'ts')::timestamp
-        score: (value->>'score')::double precision"
-        ),
-        "",
-    );
+    pg().batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
+    let job = bench_job_yaml(&topic, &table, 1000, 200_000);
     ensure!(server.submit_yaml(&table, &job, &["--start"]).success, "submit");
     let mut first_read = None;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{bench_json, bench_row};
-use flowserver_tests::{Server, job_yaml, pg, produce_json_strings, query_i64, unique};
+use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, bench_json, bench_row};
+use flowserver_tests::{Server, pg, produce_json_strings, query_i64, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -93,9 +93,7 @@ fn mb(bytes: u64) -> f64 {
 /// start to the last row.
 fn load(server: &Server, topic: &str, args: &Args, stall: Option<Duration>) -> anyhow::Result<(u64, f64)> {
     let table = unique("perf_mem");
-    pg().batch_execute(&format!(
-        "CREATE TABLE {table} (id int, big bigint, name text, ts timestamp, score double precision)"
-    ))?;
+    pg().batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
     let mut locker = pg();
     let lock = match stall {
         Some(_) => {
@@ -105,25 +103,7 @@ fn load(server: &Server, topic: &str, args: &Args, stall: Option<Duration>) -> a
         }
         None => None,
     };
-    let job = job_yaml(
-        topic,
-        "      json:\n        column:\n          name: value\n          type: json",
-        "      consistency: exactly-once",
-        "        interval_ms: 1000\n        max_count: 200000",
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        big: (value->>'big')::bigint
-        name: (value->>'name')::text
-        ts: (value->>'ts')::timestamp
-        score: (value->>'score')::double precision"
-        ),
-        "",
-    );
+    let job = bench_job_yaml(topic, &table, 1000, 200_000);
     ensure!(server.submit_yaml(&table, &job, &[]).success, "submit");
     let started = Instant::now();
     // EXPLAIN would wait for the lock too: the stalled run skips it.
