@@ -4,7 +4,10 @@
 //! Greenplum segments from the shard's gpfdist listener
 //! (`kafka_json_to_segments`). Throughput is timed from the first message read
 //! to the last batch acknowledged; the consumer-group join before it is
-//! excluded.
+//! excluded. Each run also reports the CPU time its shard threads and
+//! librdkafka's threads spent over the same window, read from
+//! `/proc/self/task/*/schedstat`: messages per shard-CPU-second is the
+//! per-core rate with the broker's share of the machine taken out.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,33 +64,46 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     let mut one_shard = None;
     for &shards in &args.shards {
         let mut rates = Vec::new();
+        let mut per_cpu_second = Vec::new();
         for run in 1..=args.runs {
-            let (messages, seconds) = run_once(args, &topic, shards, run)?;
+            let measured = run_once(args, &topic, shards, run)?;
+            let messages = measured.messages;
             if messages != args.count {
                 bail!("read {messages} messages, expected {}", args.count);
             }
-            let rate = messages as f64 / seconds;
+            let rate = messages as f64 / measured.seconds;
+            let per_shard_cpu = messages as f64 / measured.shard_cpu_seconds;
             println!(
-                "shards {shards} run {run}: {seconds:.3} s, {rate:.0} messages/s ({:.0} per shard)",
-                rate / shards as f64
+                "shards {shards} run {run}: {:.3} s, {rate:.0} messages/s ({:.0} per shard); CPU s: shards {:.3}, \
+                 librdkafka {:.3}; {per_shard_cpu:.0} messages per shard-CPU-second",
+                measured.seconds,
+                rate / shards as f64,
+                measured.shard_cpu_seconds,
+                measured.librdkafka_cpu_seconds,
             );
             rates.push(rate);
+            per_cpu_second.push(per_shard_cpu);
         }
         rates.sort_by(f64::total_cmp);
+        per_cpu_second.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
+        let median_per_cpu_second = per_cpu_second[per_cpu_second.len() / 2];
         if shards == 1 {
             one_shard = Some(median);
         }
         let scaling = one_shard.map_or(String::from("-"), |one| format!("{:.2}x", median / one));
         lines.push(format!(
-            "| {} | {} | {shards} | {:.0} | {:.0} | {scaling} |",
+            "| {} | {} | {shards} | {:.0} | {:.0} | {scaling} | {median_per_cpu_second:.0} |",
             args.count,
             args.partitions,
             median,
             median / shards as f64
         ));
     }
-    println!("\n| messages | partitions | shards | messages/s | per shard | vs 1 shard |\n|---|---|---|---|---|---|");
+    println!(
+        "\n| messages | partitions | shards | messages/s | per shard | vs 1 shard | per shard-CPU-second |\n\
+         |---|---|---|---|---|---|---|"
+    );
     for line in lines {
         println!("{line}");
     }
@@ -132,12 +148,49 @@ fn plan(topic: &str, group: &str, max_count: u64, serve: bool) -> ShardJobPlan {
     }
 }
 
+/// One run's figures.
+struct Measured {
+    messages: u64,
+    /// From the first message read to the last batch acknowledged.
+    seconds: f64,
+    shard_cpu_seconds: f64,
+    librdkafka_cpu_seconds: f64,
+}
+
+/// CPU time, in nanoseconds, of each live thread of this process whose name
+/// starts with `prefix`, by thread id.
+fn thread_cpu_ns(prefix: &str) -> std::collections::HashMap<u32, u64> {
+    let mut times = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return times };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else { continue };
+        let name = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        if let Some(ns) = schedstat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) {
+            times.insert(tid, ns);
+        }
+    }
+    times
+}
+
+/// CPU seconds the `prefix` threads spent since `before` was taken.
+fn cpu_seconds_since(prefix: &str, before: &std::collections::HashMap<u32, u64>) -> f64 {
+    let spent: u64 = thread_cpu_ns(prefix)
+        .into_iter()
+        .map(|(tid, ns)| ns.saturating_sub(before.get(&tid).copied().unwrap_or(0)))
+        .sum();
+    spent as f64 / 1e9
+}
+
 /// Messages read and seconds from the first message read to the last batch
 /// sealed. Start offsets are withheld until every shard holds partitions, so
 /// the measurement covers a stable assignment, not the consumer group's
 /// rebalances; acknowledged batches advance the offsets a later assignment
 /// starts from, so nothing is read twice.
-fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Result<(u64, f64)> {
+fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Result<Measured> {
     use std::collections::HashMap;
     let gpfdist = (args.segments > 0).then(|| GpfdistListen {
         host: "127.0.0.1".into(),
@@ -171,6 +224,7 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
     let mut last: Option<Instant> = None;
     let mut stopped = 0;
     let mut stop_sent = false;
+    let mut cpu_before = None;
     while stopped < shards {
         let (shard, event) = events_rx.recv_timeout(Duration::from_secs(300)).context("no shard event in 300 s")?;
         match event {
@@ -178,6 +232,9 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
                 pending[shard] = Some((generation, partitions));
                 let holders = pending.iter().filter(|p| p.as_ref().is_some_and(|(_, parts)| !parts.is_empty())).count();
                 if holders >= holders_needed {
+                    if cpu_before.is_none() {
+                        cpu_before = Some((thread_cpu_ns("shard-"), thread_cpu_ns("rdk:")));
+                    }
                     for (shard, entry) in pending.iter_mut().enumerate() {
                         if let Some((generation, partitions)) = entry.take() {
                             let offsets = partitions
@@ -230,12 +287,18 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
             }
         }
     }
+    let (shard_cpu_seconds, librdkafka_cpu_seconds) = match &cpu_before {
+        Some((shard_threads, librdkafka_threads)) => {
+            (cpu_seconds_since("shard-", shard_threads), cpu_seconds_since("rdk:", librdkafka_threads))
+        }
+        None => bail!("never started reading"),
+    };
     engine.shutdown();
     let seconds = match (first, last) {
         (Some(first), Some(last)) => last.duration_since(first).as_secs_f64(),
         _ => bail!("no batch"),
     };
-    Ok((sealed, seconds))
+    Ok(Measured { messages: sealed, seconds, shard_cpu_seconds, librdkafka_cpu_seconds })
 }
 
 fn futures_lite_block_on<F: std::future::Future>(future: F) -> F::Output {

@@ -3,6 +3,11 @@
 
 pub mod engine_run;
 
+/// The allocator of the `flowserver` binary, so that the in-process engine
+/// runs (`engine_run`) measure what the product does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use std::fmt::Write as _;
 
 /// The five-field event of the benchmarks: int, bigint, 20-char text,
