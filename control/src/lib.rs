@@ -9,6 +9,7 @@
 //! their state across restarts; [`service`] is the gRPC surface; [`config`]
 //! reads flow_server.json.
 
+pub mod allocator;
 pub mod committer;
 pub mod config;
 pub mod db;

@@ -16,13 +16,6 @@ use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
 use flowserver_proto::v1::flow_server_server::FlowServerServer;
 
-/// jemalloc for Rust and, unprefixed, for librdkafka's C code: a fetched
-/// message is allocated on librdkafka's broker thread and freed on a shard,
-/// and glibc's arena locks made that cross-thread free about a third of a
-/// shard's time (perf/RESULTS.md, issue 4).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "flowserver",

@@ -3,10 +3,10 @@
 
 pub mod engine_run;
 
-/// The allocator of the `flowserver` binary, so that the in-process engine
-/// runs (`engine_run`) measure what the product does.
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+// The `flowserver` binary's allocator and its configuration
+// (`flowserver_control::allocator`), so that the in-process engine runs
+// (`engine_run`) measure what the product does.
+use flowserver_control as _;
 
 use std::fmt::Write as _;
 
@@ -123,6 +123,28 @@ pub fn order_json(i: u64, out: &mut String) {
         (i / 60) % 60,
         i % 60
     );
+}
+
+/// CPU seconds (user + system) used so far by every live process whose name
+/// is one of `names`, summed per name. Processes that ended are not counted,
+/// so take both readings while the processes of interest are running.
+pub fn process_cpu_seconds(names: &[&str]) -> Vec<f64> {
+    let mut seconds = vec![0.0; names.len()];
+    let Ok(processes) = std::fs::read_dir("/proc") else { return seconds };
+    // USER_HZ is 100 on every Linux this runs on.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    for process in processes.flatten() {
+        let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else { continue };
+        // pid (comm) state ppid … utime stime: comm may hold spaces, so split after its ')'.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let comm = &stat[open + 1..close];
+        let Some(i) = names.iter().position(|name| comm == *name) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // After the comm: state is field 0, utime field 11, stime field 12.
+        let ticks = |k: usize| fields.get(k).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        seconds[i] += (ticks(11) + ticks(12)) as f64 / TICKS_PER_SECOND;
+    }
+    seconds
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row};
+use flowserver_perf::{BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row, process_cpu_seconds};
 use flowserver_tests::{Server, pg, produce_json_strings, unique};
 
 #[derive(Debug, Parser)]
@@ -54,9 +54,10 @@ fn main() -> anyhow::Result<()> {
     let mut loads = Vec::new();
     let mut copies = Vec::new();
     let mut sqls = Vec::new();
+    let mut cpu = Vec::new();
     for run in 1..=args.runs {
-        let (ours_s, load_s) = flowserver_run(&server, &topic, &args).context("flowserver load")?;
-        let copy_s = raw_copy_run(&copy_data).context("binary COPY")?;
+        let (ours_s, load_s, ours_cpu) = flowserver_run(&server, &topic, &args).context("flowserver load")?;
+        let (copy_s, copy_cpu) = raw_copy_run(&copy_data).context("binary COPY")?;
         let sql_s = sql_extraction_run(&json_lines).context("SQL extraction")?;
         println!(
             "run {run}: flowserver {ours_s:.3} s ({:.0} rows/s; {load_s:.3} s from the first message read), binary COPY {copy_s:.3} s ({:.0} rows/s), \
@@ -71,6 +72,7 @@ fn main() -> anyhow::Result<()> {
         loads.push(load_s);
         copies.push(copy_s);
         sqls.push(sql_s);
+        cpu.push((ours_cpu, copy_cpu));
     }
     let (o, l, c, s) = (median(&mut ours), median(&mut loads), median(&mut copies), median(&mut sqls));
     println!(
@@ -89,7 +91,29 @@ fn main() -> anyhow::Result<()> {
         c / l,
         s / o
     );
+    // Where the machine's CPU went: the run whose flowserver time is the median.
+    let per_million = 1e6 / args.count as f64;
+    cpu.sort_by(|a, b| a.0.iter().sum::<f64>().total_cmp(&b.0.iter().sum::<f64>()));
+    let (ours_cpu, copy_cpu) = &cpu[cpu.len() / 2];
+    println!(
+        "\nCPU seconds per million rows (median run; flowserver from `start` to the last commit):\n\n\
+         | load | {} | total |\n|---|---|---|---|---|\n\
+         | flowserver | {} | {:.2} |\n| binary COPY | {} | {:.2} |",
+        CPU_PROCESSES.join(" | "),
+        ours_cpu.iter().map(|s| format!("{:.2}", s * per_million)).collect::<Vec<_>>().join(" | "),
+        ours_cpu.iter().sum::<f64>() * per_million,
+        copy_cpu.iter().map(|s| format!("{:.2}", s * per_million)).collect::<Vec<_>>().join(" | "),
+        copy_cpu.iter().sum::<f64>() * per_million,
+    );
     Ok(())
+}
+
+/// The processes whose CPU time a load is charged with.
+const CPU_PROCESSES: [&str; 3] = ["flowserver", "tansu", "postgres"];
+
+/// CPU seconds each of `CPU_PROCESSES` used since `before`.
+fn cpu_since(before: &[f64]) -> Vec<f64> {
+    process_cpu_seconds(&CPU_PROCESSES).iter().zip(before).map(|(now, then)| (now - then).max(0.0)).collect()
 }
 
 fn median(values: &mut [f64]) -> f64 {
@@ -98,8 +122,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Seconds from `flowcli start` to the commit of the last row, and from the
-/// first message read (seen by polling the job's status) to that commit.
-fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(f64, f64)> {
+/// first message read (seen by polling the job's status) to that commit; the
+/// CPU seconds of `CPU_PROCESSES` from `start` to the last commit.
+fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(f64, f64, Vec<f64>)> {
     let table = unique("perf_ours");
     pg().batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
     let job = bench_job_yaml(topic, &table, args.interval_ms, args.max_count);
@@ -107,6 +132,7 @@ fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(
     if !submitted.success {
         bail!("submit failed: {}", submitted.stderr);
     }
+    let cpu_before = process_cpu_seconds(&CPU_PROCESSES);
     let start_ms = now_ms();
     server.ok(&["start", &table]);
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -127,6 +153,7 @@ fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let cpu = cpu_since(&cpu_before);
     server.ok(&["stop", &table]);
     server.ok(&["remove", &table]);
     let loaded: i64 = pg().query_one(&format!("SELECT count(*) FROM {table}"), &[])?.get(0);
@@ -135,17 +162,18 @@ fn flowserver_run(server: &Server, topic: &str, args: &Args) -> anyhow::Result<(
     }
     pg().batch_execute(&format!("DROP TABLE {table}"))?;
     let first_read_ms = first_read_ms.unwrap_or(start_ms);
-    Ok(((last_commit - start_ms) as f64 / 1000.0, (last_commit - first_read_ms) as f64 / 1000.0))
+    Ok(((last_commit - start_ms) as f64 / 1000.0, (last_commit - first_read_ms) as f64 / 1000.0, cpu))
 }
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-fn raw_copy_run(data: &[u8]) -> anyhow::Result<f64> {
+fn raw_copy_run(data: &[u8]) -> anyhow::Result<(f64, Vec<f64>)> {
     let table = unique("perf_copy");
     let mut client = pg();
     client.batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
+    let cpu_before = process_cpu_seconds(&CPU_PROCESSES);
     let started = Instant::now();
     let mut writer = client.copy_in(&format!("COPY {table} FROM STDIN (FORMAT binary)"))?;
     // Large writes in pieces: one huge CopyData message is not what a client sends.
@@ -154,8 +182,9 @@ fn raw_copy_run(data: &[u8]) -> anyhow::Result<f64> {
     }
     writer.finish().map_err(|e| anyhow::anyhow!("{e:?}"))?;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_since(&cpu_before);
     client.batch_execute(&format!("DROP TABLE {table}"))?;
-    Ok(seconds)
+    Ok((seconds, cpu))
 }
 
 fn sql_extraction_run(lines: &[u8]) -> anyhow::Result<f64> {

@@ -15,8 +15,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, ensure};
 use clap::Parser;
 use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, bench_json, bench_row};
-use flowserver_tests::{Server, create_topic_if_missing, job_yaml, pg, produce_json_strings, producer, unique};
-use rdkafka::producer::{BaseRecord, Producer};
+use flowserver_tests::{Server, create_topic_if_missing, job_yaml, kafka_brokers, pg, produce_json_strings, unique};
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -29,6 +30,13 @@ struct Args {
     /// Skip the maximum-rate measurement and produce at this rate.
     #[arg(long)]
     rate: Option<u64>,
+    /// The producer's `linger.ms`: how long it gathers messages into one
+    /// produce request. Counted in the latency, since it is part of what a
+    /// user's producer adds; longer lingers mean fewer, larger requests for
+    /// the broker. At 5 ms, tansu spends most of a core on produce requests
+    /// at 150k messages/s and the latency measures the broker.
+    #[arg(long, default_value_t = 25)]
+    linger_ms: u64,
 }
 
 fn now_ms() -> i64 {
@@ -77,7 +85,11 @@ fn main() -> anyhow::Result<()> {
         ensure!(Instant::now() < deadline, "the job did not get its partitions");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let producer = producer();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", kafka_brokers())
+        .set("linger.ms", args.linger_ms.to_string())
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
     let total = rate * args.seconds;
     let started = Instant::now();
     let mut text = String::new();
@@ -133,8 +145,11 @@ fn main() -> anyhow::Result<()> {
         args.interval_ms
     );
     println!(
-        "\n| rate rows/s | interval_ms | rows | p50 ms | p99 ms | max ms | bar p99 ≤ interval + 100 |\n|---|---|---|---|---|---|---|\n| {rate} | {} | {total} | {p50:.1} | {p99:.1} | {max:.1} | {} |",
+        "\n| rate rows/s | interval_ms | linger.ms | rows | p50 ms | p99 ms | max ms | bar p99 ≤ interval + 100 |\n\
+         |---|---|---|---|---|---|---|---|\n\
+         | {rate} | {} | {} | {total} | {p50:.1} | {p99:.1} | {max:.1} | {} |",
         args.interval_ms,
+        args.linger_ms,
         if p99 <= (args.interval_ms + 100) as f64 { "met" } else { "not met" }
     );
     Ok(())
