@@ -89,20 +89,18 @@ pub const BENCH_COLUMNS: &str = "id int, big bigint, name text, ts timestamp, sc
 pub fn bench_job_yaml(topic: &str, table: &str, interval_ms: u64, max_count: u64) -> String {
     flowserver_tests::job_yaml(
         topic,
-        "      json:\n        column:\n          name: value\n          type: json",
+        &flowserver_tests::json_value("json"),
         "      consistency: exactly-once",
         &format!("        interval_ms: {interval_ms}\n        max_count: {max_count}"),
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        big: (value->>'big')::bigint
-        name: (value->>'name')::text
-        ts: (value->>'ts')::timestamp
-        score: (value->>'score')::double precision"
+        &flowserver_tests::insert_table(
+            table,
+            &[
+                ("id", "(value->>'id')::int"),
+                ("big", "(value->>'big')::bigint"),
+                ("name", "(value->>'name')::text"),
+                ("ts", "(value->>'ts')::timestamp"),
+                ("score", "(value->>'score')::double precision"),
+            ],
         ),
         "",
     )

@@ -485,22 +485,37 @@ pub fn stored_offsets(job: &str, topic: &str) -> Vec<(i32, i64)> {
     .collect()
 }
 
-/// The JSON job most tests use: `(value->>'id')::int` into `table(id int, body text)`.
+/// A `value:` block: the whole message as one column `value` of type `kind`
+/// (`json` or `jsonb`).
+pub fn json_value(kind: &str) -> String {
+    format!("      json:\n        column:\n          name: value\n          type: {kind}")
+}
+
+/// One `tables:` item: insert into `public.<table>`, each (column, expression)
+/// pair a line of its `mapping:`.
+pub fn insert_table(table: &str, mapping: &[(&str, &str)]) -> String {
+    let mut item =
+        format!("    - table: {table}\n      schema: public\n      mode:\n        insert: {{}}\n      mapping:");
+    for (column, expression) in mapping {
+        item.push_str("\n        ");
+        item.push_str(column);
+        item.push_str(": ");
+        item.push_str(expression);
+    }
+    item
+}
+
+/// The mapping most tests use: `(value->>'id')::int` into `table(id int, body text)`.
+pub const SIMPLE_JSON_MAPPING: [(&str, &str); 2] = [("id", "(value->>'id')::int"), ("body", "value->>'body'")];
+
+/// The JSON job most tests use: `SIMPLE_JSON_MAPPING` into `table`.
 pub fn simple_json_job(topic: &str, table: &str, consistency: &str, batch: &str, extra_database: &str) -> String {
     job_yaml(
         topic,
-        "      json:\n        column:\n          name: value\n          type: json",
+        &json_value("json"),
         &format!("      consistency: {consistency}"),
         batch,
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        body: value->>'body'"
-        ),
+        &insert_table(table, &SIMPLE_JSON_MAPPING),
         extra_database,
     )
 }

@@ -37,18 +37,10 @@ fn gp_wait_count(query: &str, expected: i64, server: &Server) {
 fn json_job(topic: &str, table: &str, batch: &str, extra: &str) -> String {
     gp_job_yaml(
         topic,
-        "      json:\n        column:\n          name: value\n          type: json",
+        &json_value("json"),
         "      consistency: exactly-once",
         batch,
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        body: value->>'body'"
-        ),
+        &insert_table(table, &SIMPLE_JSON_MAPPING),
         extra,
     )
 }

@@ -34,17 +34,15 @@ fn csv_messages_load_with_the_documented_options() {
         null_string: 'NULL'",
         "      consistency: exactly-once",
         "        interval_ms: 300",
-        &format!(
-            "    - table: {table}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        customer: cust_id
-        month: month
-        cost: expense
-        tax: expense * .25
-        note: note"
+        &insert_table(
+            &table,
+            &[
+                ("customer", "cust_id"),
+                ("month", "month"),
+                ("cost", "expense"),
+                ("tax", "expense * .25"),
+                ("note", "note"),
+            ],
         ),
         "",
     );

@@ -4,10 +4,6 @@ use std::time::Duration;
 
 use flowserver_tests::*;
 
-fn json_value(kind: &str) -> String {
-    format!("      json:\n        column:\n          name: value\n          type: {kind}")
-}
-
 fn event(i: i64) -> Vec<u8> {
     format!(
         r#"{{"id": {i}, "big": {}, "name": "name-{i:015}", "ts": "2026-01-{:02}T10:{:02}:00.{:06}Z", "score": {}.25, "nested": {{"k": "v{i}"}}}}"#,
@@ -45,19 +41,17 @@ fn pushed_down_and_sql_mappings_load_identical_rows() {
         &json_value("json"),
         "      consistency: exactly-once",
         "        interval_ms: 300",
-        &format!(
-            "    - table: {pushed}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: (value->>'id')::int
-        big: (value->>'big')::bigint
-        name: value->>'name'
-        ts: (value->>'ts')::timestamp
-        score: (value->>'score')::double precision
-        k: value#>>'{{nested,k}}'
-        doc: value"
+        &insert_table(
+            &pushed,
+            &[
+                ("id", "(value->>'id')::int"),
+                ("big", "(value->>'big')::bigint"),
+                ("name", "value->>'name'"),
+                ("ts", "(value->>'ts')::timestamp"),
+                ("score", "(value->>'score')::double precision"),
+                ("k", "value#>>'{nested,k}'"),
+                ("doc", "value"),
+            ],
         ),
         "",
     );
@@ -67,19 +61,17 @@ fn pushed_down_and_sql_mappings_load_identical_rows() {
         &json_value("json"),
         "      consistency: exactly-once",
         "        interval_ms: 300",
-        &format!(
-            "    - table: {by_sql}
-      schema: public
-      mode:
-        insert: {{}}
-      mapping:
-        id: CAST(value->>'id' AS int)
-        big: CAST(value->>'big' AS bigint)
-        name: coalesce(value->>'name', NULL)
-        ts: CAST(value->>'ts' AS timestamp)
-        score: CAST(value->>'score' AS double precision)
-        k: coalesce(value#>>'{{nested,k}}', NULL)
-        doc: CAST(value::text AS json)"
+        &insert_table(
+            &by_sql,
+            &[
+                ("id", "CAST(value->>'id' AS int)"),
+                ("big", "CAST(value->>'big' AS bigint)"),
+                ("name", "coalesce(value->>'name', NULL)"),
+                ("ts", "CAST(value->>'ts' AS timestamp)"),
+                ("score", "CAST(value->>'score' AS double precision)"),
+                ("k", "coalesce(value#>>'{nested,k}', NULL)"),
+                ("doc", "CAST(value::text AS json)"),
+            ],
         ),
         "",
     );
