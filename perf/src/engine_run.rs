@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{bench_json, bench_row};
+use crate::produce_bench_events;
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use flowserver_engine::codec::{
@@ -23,7 +23,7 @@ use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
 use flowserver_tests::segment::{Keep, ReadOptions, SegmentRequest, run_segments};
-use flowserver_tests::{kafka_brokers, produce_json_strings, unique};
+use flowserver_tests::{kafka_brokers, unique};
 
 #[derive(Debug, Parser)]
 pub struct Args {
@@ -50,15 +50,7 @@ pub struct Args {
 /// Runs the measurement described by `args` and prints the table.
 pub fn run(args: &Args) -> anyhow::Result<()> {
     let topic = unique("perf_blackhole");
-    let mut text = String::new();
-    produce_json_strings(
-        &topic,
-        args.partitions,
-        (0..args.count).map(|i| {
-            bench_json(&bench_row(i), &mut text);
-            text.clone()
-        }),
-    )?;
+    produce_bench_events(&topic, args.partitions, args.count)?;
     println!("produced {} events to {topic} ({} partitions)", args.count, args.partitions);
     let mut lines = Vec::new();
     let mut one_shard = None;

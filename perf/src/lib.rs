@@ -84,6 +84,21 @@ pub fn bench_json(row: &BenchRow, out: &mut String) {
 /// Columns of the benchmark table.
 pub const BENCH_COLUMNS: &str = "id int, big bigint, name text, ts timestamp, score double precision";
 
+/// Produces the first `count` benchmark events as JSON to `topic` (created
+/// with `partitions` if missing), event i to partition i % partitions.
+pub fn produce_bench_events(topic: &str, partitions: i32, count: u64) -> anyhow::Result<()> {
+    let mut text = String::new();
+    flowserver_tests::produce_json_strings(
+        topic,
+        partitions,
+        (0..count).map(|i| {
+            bench_json(&bench_row(i), &mut text);
+            text.clone()
+        }),
+    )?;
+    Ok(())
+}
+
 /// The benchmark job: the five fields mapped with `(value->>'k')::type` into
 /// `table`, exactly-once, batches of `interval_ms` / `max_count`.
 pub fn bench_job_yaml(topic: &str, table: &str, interval_ms: u64, max_count: u64) -> String {

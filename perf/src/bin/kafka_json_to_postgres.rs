@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row, process_cpu_seconds};
-use flowserver_tests::{Server, pg, produce_json_strings, unique};
+use flowserver_perf::{
+    BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row, process_cpu_seconds, produce_bench_events,
+};
+use flowserver_tests::{Server, pg, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -36,15 +38,7 @@ fn main() -> anyhow::Result<()> {
     let topic = unique("perf_json");
     println!("producing {} events to {topic} ({} partitions)", args.count, args.partitions);
     let started = Instant::now();
-    let mut text = String::new();
-    produce_json_strings(
-        &topic,
-        args.partitions,
-        (0..args.count).map(|i| {
-            bench_json(&bench_row(i), &mut text);
-            text.clone()
-        }),
-    )?;
+    produce_bench_events(&topic, args.partitions, args.count)?;
     println!("  produced in {:.1} s", started.elapsed().as_secs_f64());
     let copy_data = binary_copy_rows(args.count);
     let json_lines = json_copy_text(args.count);

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, bench_json, bench_row};
+use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, produce_bench_events};
 use flowserver_tests::{
-    Server, create_topic_if_missing, insert_table, job_yaml, json_value, kafka_brokers, pg, produce_json_strings,
-    unique,
+    Server, create_topic_if_missing, insert_table, job_yaml, json_value, kafka_brokers, pg, unique,
 };
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -166,15 +165,7 @@ fn main() -> anyhow::Result<()> {
 fn max_rate(server: &Server, partitions: i32) -> anyhow::Result<f64> {
     let topic = unique("perf_latency_max");
     let count = 1_000_000u64;
-    let mut text = String::new();
-    produce_json_strings(
-        &topic,
-        partitions,
-        (0..count).map(|i| {
-            bench_json(&bench_row(i), &mut text);
-            text.clone()
-        }),
-    )?;
+    produce_bench_events(&topic, partitions, count)?;
     let table = unique("perf_latency_max_t");
     pg().batch_execute(&format!("CREATE TABLE {table} ({BENCH_COLUMNS})"))?;
     let job = bench_job_yaml(&topic, &table, 1000, 200_000);

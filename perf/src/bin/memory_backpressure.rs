@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, bench_json, bench_row};
-use flowserver_tests::{Server, pg, produce_json_strings, query_i64, unique};
+use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, produce_bench_events};
+use flowserver_tests::{Server, pg, query_i64, unique};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -38,15 +38,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let topic = unique("perf_memory");
-    let mut text = String::new();
-    produce_json_strings(
-        &topic,
-        args.partitions,
-        (0..args.count).map(|i| {
-            bench_json(&bench_row(i), &mut text);
-            text.clone()
-        }),
-    )?;
+    produce_bench_events(&topic, args.partitions, args.count)?;
     println!("produced {} events to {topic}", args.count);
     let server = Server::start_with(&format!(
         r#""BatchMaxBytes": {}, "FetchQueueMaxBytes": {}"#,
