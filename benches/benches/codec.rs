@@ -71,11 +71,14 @@ fn twenty_field_messages(count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Encoding cost per message. With `fs_rows`, each tuple also gets the length
-/// word of the fs_formatter rows a shard serves to segments (back-patched), to
-/// compare with binary COPY.
-fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>], fs_rows: bool) {
-    let mut encoder = RowEncoder::new(plan);
+/// Times `encode` once per message, cycling through `messages`, with the row
+/// buffers of a batch (cleared when large, as a sealed batch would be).
+fn bench_per_message(
+    c: &mut Criterion,
+    name: &str,
+    messages: &[Vec<u8>],
+    mut encode: impl FnMut(&[u8], &mut Vec<u8>, &mut Vec<u8>),
+) {
     let mut fast = Vec::with_capacity(64 << 20);
     let mut slow = Vec::with_capacity(1 << 20);
     let bytes: usize = messages.iter().map(Vec::len).sum();
@@ -90,19 +93,29 @@ fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[
             }
             let message = &messages[i % messages.len()];
             i += 1;
-            let start = fs_rows.then(|| fsrow::begin_row(&mut fast));
-            let encoded = encoder.encode(Some(black_box(message)), &mut fast, &mut slow);
-            if let Some(start) = start {
-                if encoded == Encoded::Fast {
-                    fsrow::end_row(&mut fast, start);
-                } else {
-                    fast.truncate(start);
-                }
-            }
-            black_box(encoded)
+            encode(black_box(message), &mut fast, &mut slow);
         })
     });
     group.finish();
+}
+
+/// Encoding cost per message. With `fs_rows`, each tuple also gets the length
+/// word of the fs_formatter rows a shard serves to segments (back-patched), to
+/// compare with binary COPY.
+fn bench_messages(c: &mut Criterion, name: &str, plan: &DecodePlan, messages: &[Vec<u8>], fs_rows: bool) {
+    let mut encoder = RowEncoder::new(plan);
+    bench_per_message(c, name, messages, |message, fast, slow| {
+        let start = fs_rows.then(|| fsrow::begin_row(fast));
+        let encoded = encoder.encode(Some(message), fast, slow);
+        if let Some(start) = start {
+            if encoded == Encoded::Fast {
+                fsrow::end_row(fast, start);
+            } else {
+                fast.truncate(start);
+            }
+        }
+        black_box(encoded);
+    });
 }
 
 /// The two JSON extractors behind one interface.
@@ -192,24 +205,9 @@ impl<E: Extractor> JsonRow<E> {
 
 fn bench_json_rows<E: Extractor>(c: &mut Criterion, name: &str, fields: &[(&str, PgType)], messages: &[Vec<u8>]) {
     let mut row = JsonRow::<E>::new(fields);
-    let mut fast = Vec::with_capacity(64 << 20);
-    let mut slow = Vec::with_capacity(1 << 20);
-    let bytes: usize = messages.iter().map(Vec::len).sum();
-    let mut group = c.benchmark_group(name);
-    group.throughput(Throughput::Bytes((bytes / messages.len()) as u64));
-    let mut i = 0;
-    group.bench_function("per_message", |b| {
-        b.iter(|| {
-            if fast.len() > (60 << 20) {
-                fast.clear();
-                slow.clear();
-            }
-            let message = &messages[i % messages.len()];
-            i += 1;
-            black_box(row.encode(black_box(message), &mut fast, &mut slow)).ok()
-        })
+    bench_per_message(c, name, messages, |message, fast, slow| {
+        black_box(row.encode(message, fast, slow).ok());
     });
-    group.finish();
 }
 
 /// The extractor alone: validate and extract `fields` (none: validation only).
