@@ -16,12 +16,20 @@ pub async fn serve(config: PrometheusConfig, registry: Arc<Registry>) -> std::io
     let listener = TcpListener::bind(config.listen).await?;
     tracing::info!(address = %config.listen, path = %config.path, "serving metrics");
     loop {
-        let (mut socket, _) = listener.accept().await?;
+        let mut socket = match listener.accept().await {
+            Ok((socket, _)) => socket,
+            Err(error) => {
+                // Out of file descriptors, most likely: the endpoint stays up.
+                tracing::warn!(%error, "metrics endpoint: accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let registry = registry.clone();
         let path = config.path.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 2048];
-            let Ok(read) = socket.read(&mut request).await else { return };
+            let Some(read) = read_head(&mut socket, &mut request).await else { return };
             let head = String::from_utf8_lossy(&request[..read]);
             let target = head.split_whitespace().nth(1).unwrap_or("");
             let response = if head.starts_with("GET ") && target.split('?').next() == Some(path.as_str()) {
@@ -37,6 +45,25 @@ pub async fn serve(config: PrometheusConfig, registry: Arc<Registry>) -> std::io
             let _ = socket.write_all(response.as_bytes()).await;
         });
     }
+}
+
+/// Reads a request head into `buffer` until its blank line, a full buffer or
+/// the end of the stream; `None` on an error or after 10 s. A head can arrive
+/// in several segments: answering the first one would judge a partial path,
+/// and closing with the rest unread resets the connection.
+async fn read_head(socket: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> Option<usize> {
+    let reading = async {
+        let mut filled = 0;
+        while filled < buffer.len() && !buffer[..filled].windows(4).any(|w| w == b"\r\n\r\n") {
+            match socket.read(&mut buffer[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(_) => return None,
+            }
+        }
+        Some(filled)
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), reading).await.ok().flatten()
 }
 
 pub async fn render(registry: &Registry) -> String {

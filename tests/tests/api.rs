@@ -67,6 +67,14 @@ fn prometheus_endpoint_reports_jobs_under_flowservers_names_and_per_job_series()
     assert!(body.contains(&format!("\nflowserver_job_rows_loaded_total{{job=\"{table}\"}} 42\n")), "{body}");
     assert!(body.contains(&format!("\nflowserver_job_state{{job=\"{table}\",state=\"running\"}} 1\n")), "{body}");
     assert!(http_get(port, "/other").starts_with("HTTP/1.1 404"));
+    // A request head that arrives in pieces is read whole before it is judged.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(b"GET /flow").unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    stream.write_all(b"_metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
 }
 
 fn http_get(port: u16, path: &str) -> String {
