@@ -8,31 +8,13 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use flowserver_engine::codec::{fsrow, pgcopy};
-use flowserver_engine::gpfdist::ServedBatch;
 use flowserver_engine::gpfdist::response::block_header;
-
-/// 100,000 rows of (int, bigint, 20-char text, timestamp, double).
-fn batch() -> ServedBatch {
-    let mut data = Vec::new();
-    let mut row_ends = Vec::new();
-    for i in 0..100_000u64 {
-        let start = fsrow::begin_row(&mut data);
-        pgcopy::begin_row(&mut data, 5);
-        pgcopy::put_i32(&mut data, i as i32);
-        pgcopy::put_i64(&mut data, i as i64 * 1_000_003);
-        let text: Vec<u8> = (0..20).map(|k| b'a' + ((i * 31 + k * 7) % 26) as u8).collect();
-        pgcopy::put_field(&mut data, &text);
-        pgcopy::put_i64(&mut data, 757_382_400_000_000 + i as i64 * 1_000_000);
-        pgcopy::put_f64(&mut data, i as f64 * 0.5);
-        fsrow::end_row(&mut data, start);
-        row_ends.push(data.len() as u32);
-    }
-    ServedBatch { data, row_ends }
-}
+use flowserver_tests::segment::sample_batch;
 
 fn gpfdist(c: &mut Criterion) {
-    let batch = batch();
+    // 100,000 rows of (int, bigint, 20-char text, timestamp, double), the
+    // sample rows the listener's tests and `perf/gpfdist_serving` serve.
+    let batch = sample_batch(0, 100_000);
     let mut group = c.benchmark_group("gpfdist_blocks");
     group.throughput(Throughput::Bytes(batch.data.len() as u64));
     let block_size = 256 << 10;
