@@ -39,6 +39,7 @@ struct RawConfig {
     pin_shards: Option<bool>,
     batch_max_bytes: Option<usize>,
     fetch_queue_max_bytes: Option<usize>,
+    kafka_fetch: Option<String>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -93,13 +94,27 @@ pub struct ServerConfig {
     /// Cap of one batch's buffers on one shard (a second, sealed batch may be
     /// in flight beside it).
     pub batch_max_bytes: usize,
-    /// Cap of the messages librdkafka prefetches per consumer (one consumer
-    /// per job and shard), split over the partitions it reads. Peak memory of
-    /// a job is about shards × (2 × BatchMaxBytes + FetchQueueMaxBytes) plus
-    /// the process's baseline when the database stalls.
+    /// Cap of the messages fetched ahead per consumer (one consumer per job
+    /// and shard): librdkafka's queues, split over the partitions it reads,
+    /// or the native fetcher's responses in flight. Peak memory of a job is
+    /// about shards × (2 × BatchMaxBytes + FetchQueueMaxBytes) plus the
+    /// process's baseline when the database stalls.
     pub fetch_queue_max_bytes: usize,
+    /// How shards read Kafka partitions (KafkaFetch).
+    pub kafka_fetch: KafkaFetch,
     /// Keys the file has that flowserver does not know, for a warning.
     pub unknown_keys: Vec<String>,
+}
+
+/// How shards read Kafka partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KafkaFetch {
+    /// The shard fetches from the partition leaders itself (plaintext
+    /// brokers, exactly-once jobs); librdkafka keeps the group and commits.
+    /// Other jobs use librdkafka.
+    Native,
+    /// librdkafka fetches for every job.
+    Librdkafka,
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +255,13 @@ impl ServerConfig {
                 "FetchQueueMaxBytes must be between 1 MiB and 2 GiB; got {fetch_queue_max_bytes}"
             )));
         }
+        let kafka_fetch = match raw.kafka_fetch.as_deref() {
+            None | Some("native") => KafkaFetch::Native,
+            Some("librdkafka") => KafkaFetch::Librdkafka,
+            Some(other) => {
+                return Err(invalid(format!("KafkaFetch must be \"native\" or \"librdkafka\"; got {other:?}")));
+            }
+        };
         unknown_keys.sort();
         Ok(ServerConfig {
             grpc,
@@ -252,6 +274,7 @@ impl ServerConfig {
             state_dir,
             batch_max_bytes,
             fetch_queue_max_bytes,
+            kafka_fetch,
             unknown_keys,
         })
     }
@@ -318,6 +341,9 @@ mod tests {
         assert!(config.prometheus.is_none());
         assert!(config.logging.split_log_by_job);
         assert!(config.shards >= 1);
+        assert_eq!(config.kafka_fetch, KafkaFetch::Native);
+        let config = ServerConfig::parse(r#"{"KafkaFetch": "librdkafka"}"#, "f").expect("valid");
+        assert_eq!(config.kafka_fetch, KafkaFetch::Librdkafka);
     }
 
     #[test]
@@ -333,6 +359,8 @@ mod tests {
             error.to_string(),
             "f.json: Logging.FrontendLevel must be one of debug, info, warn, error, fatal; got \"loud\""
         );
+        let error = ServerConfig::parse(r#"{"KafkaFetch": "fast"}"#, "f.json").unwrap_err();
+        assert_eq!(error.to_string(), "f.json: KafkaFetch must be \"native\" or \"librdkafka\"; got \"fast\"");
         let error = ServerConfig::parse(r#"{"Port": "six"}"#, "f.json").unwrap_err();
         assert!(error.to_string().starts_with("f.json: invalid type: string \"six\""), "{error}");
     }

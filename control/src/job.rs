@@ -10,10 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flowserver_engine::batch::Batch;
 use flowserver_engine::events::{ControlReply, PartitionStart, StartPosition};
+use flowserver_engine::kafka::fetcher::NativeFetchPlan;
+use flowserver_engine::kafka::wire::Isolation;
 use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::Engine;
 use flowserver_engine::stats::ShardJobStats;
@@ -100,6 +102,8 @@ pub struct ServerContext {
     pub batch_max_bytes: usize,
     /// FetchQueueMaxBytes.
     pub fetch_queue_max_bytes: usize,
+    /// KafkaFetch is native: eligible jobs fetch without librdkafka.
+    pub native_fetch: bool,
     /// Engine shards.
     pub shards: usize,
 }
@@ -426,10 +430,12 @@ impl JobRuntime {
             // The database decides where to read; an offset the log lost must be noticed.
             consumer_config.push(("auto.offset.reset".into(), "error".into()));
         }
+        let native_fetch = self.native_fetch_plan(server, per_partition);
         ShardJobPlan {
             job: self.name.clone(),
             topic: self.topic.clone(),
             consumer_config,
+            native_fetch,
             decode: self.decode_plan(),
             batch_interval: source.batch.interval,
             batch_max_messages: source.batch.max_count.map(|n| n.get()),
@@ -444,6 +450,39 @@ impl JobRuntime {
                 },
             }),
         }
+    }
+
+    /// The native fetch plan, for exactly-once jobs (every start offset comes
+    /// from the database) on plaintext brokers; `None` leaves the fetching
+    /// to librdkafka.
+    fn native_fetch_plan(&self, server: &ServerContext, per_partition: usize) -> Option<NativeFetchPlan> {
+        let source = &self.config.source;
+        if !server.native_fetch || source.consistency != Consistency::ExactlyOnce {
+            return None;
+        }
+        let property = |key: &str| source.properties.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str());
+        let secured = source.properties.iter().any(|(k, _)| k.starts_with("sasl.") || k.starts_with("ssl."))
+            || property("security.protocol").is_some_and(|p| !p.eq_ignore_ascii_case("plaintext"));
+        if secured {
+            return None;
+        }
+        let isolation = match property("isolation.level") {
+            Some("read_uncommitted") => Isolation::ReadUncommitted,
+            _ => Isolation::ReadCommitted,
+        };
+        let max_wait_ms = property("fetch.wait.max.ms").and_then(|v| v.parse::<u64>().ok()).unwrap_or(500);
+        // One response per leader connection, one queued and one being
+        // delivered: a quarter of the budget each keeps a single-broker
+        // cluster within FetchQueueMaxBytes.
+        let request_max_bytes = (server.fetch_queue_max_bytes / 4).clamp(1 << 20, 50 << 20);
+        Some(NativeFetchPlan {
+            bootstrap: source.brokers.clone(),
+            client_id: format!("flowserver.{}", self.name),
+            isolation,
+            max_wait: Duration::from_millis(max_wait_ms),
+            request_max_bytes: request_max_bytes as i32,
+            partition_max_bytes: (per_partition / 2).min(request_max_bytes) as i32,
+        })
     }
 
     /// What the shards compute: on WarehousePG / Greenplum the fast rows are

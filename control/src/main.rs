@@ -83,6 +83,7 @@ async fn serve(config: ServerConfig, engine: Engine) -> anyhow::Result<Option<En
         reuse_tables: config.gpfdist.reuse_tables,
         batch_max_bytes: config.batch_max_bytes,
         fetch_queue_max_bytes: config.fetch_queue_max_bytes,
+        native_fetch: config.kafka_fetch == flowserver_control::config::KafkaFetch::Native,
         shards: config.shards,
     };
     let registry = Registry::open(config.state_dir.clone(), engine, server)?;

@@ -28,7 +28,8 @@ use crate::batch::{Batch, MessageMeta, PartitionRange};
 use crate::codec::{Encoded, RowEncoder, fsrow};
 use crate::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
 use crate::gpfdist::{GpfdistServer, ServedBatch};
-use crate::kafka::{QueueEvent, RebalanceNotice, ShardConsumer};
+use crate::kafka::fetcher::{FetchSink, NativeFetcher};
+use crate::kafka::{QueueEvent, RawMessage, RebalanceNotice, ShardConsumer};
 use crate::plan::{KafkaCommit, ServedRows, ShardJobPlan};
 use crate::stats::{PartitionProgress, ShardJobStats};
 
@@ -91,6 +92,8 @@ struct JobTask {
     plan: Arc<ShardJobPlan>,
     shard: usize,
     consumer: ShardConsumer,
+    /// Reads the partitions when the plan says so; the consumer then only keeps the group.
+    native: Option<NativeFetcher>,
     events: Sender<ShardEvent>,
     replies: Receiver<ControlReply>,
     stats: Arc<ShardJobStats>,
@@ -140,10 +143,12 @@ impl JobTask {
         let consumer = ShardConsumer::subscribe(&plan.consumer_config, &plan.topic)
             .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
         let encoder = RowEncoder::new(&plan.decode);
+        let native = plan.native_fetch.clone().map(|fetch| NativeFetcher::start(fetch, &plan.topic));
         Ok(JobTask {
             plan,
             shard,
             consumer,
+            native,
             events: side.events,
             replies: side.replies,
             stats: side.stats,
@@ -201,7 +206,10 @@ impl JobTask {
             let reply = async { Wake::Reply(self.replies.recv().await.ok()) };
             let readable = async {
                 if self.may_read() {
-                    self.consumer.readable().await;
+                    match &self.native {
+                        Some(native) => self.consumer.readable().or(native.readable()).await,
+                        None => self.consumer.readable().await,
+                    }
                     Wake::Readable
                 } else {
                     std::future::pending::<Wake>().await
@@ -294,17 +302,30 @@ impl JobTask {
         // The partition queues, in batches.
         let room = self.room_in_batch().min(DRAIN_CHUNK.saturating_sub(read));
         let partitions_left = if room > 0 {
-            let read_state = &mut self.read;
-            let events = &mut self.queue_events;
-            events.clear();
-            let (taken, more) = self.consumer.drain_partitions(
-                room,
-                |message| {
-                    bytes += message.payload.map_or(0, <[u8]>::len) as u64;
-                    read_state.on_message(message.partition, message.offset, message.timestamp_ms, message.payload);
-                },
-                |event| events.push(event),
-            );
+            self.queue_events.clear();
+            let (taken, more) = match &mut self.native {
+                Some(native) => {
+                    let mut sink = TaskSink { read: &mut self.read, bytes: &mut bytes, events: &mut self.queue_events };
+                    native.drain(room, &mut sink)
+                }
+                None => {
+                    let read_state = &mut self.read;
+                    let events = &mut self.queue_events;
+                    self.consumer.drain_partitions(
+                        room,
+                        |message| {
+                            bytes += message.payload.map_or(0, <[u8]>::len) as u64;
+                            read_state.on_message(
+                                message.partition,
+                                message.offset,
+                                message.timestamp_ms,
+                                message.payload,
+                            );
+                        },
+                        |event| events.push(event),
+                    )
+                }
+            };
             read += taken;
             for event in std::mem::take(&mut self.queue_events) {
                 match event {
@@ -312,6 +333,13 @@ impl JobTask {
                     QueueEvent::OffsetOutOfRange(_) => reset_seen = true,
                     QueueEvent::Error(partition, error) => {
                         tracing::warn!(job = %self.plan.job, shard = self.shard, partition, ?error, "kafka fetch error");
+                    }
+                    QueueEvent::Undecodable(partition) => {
+                        return Err(format!(
+                            "partition {partition} of topic {:?} holds a record batch that cannot be decoded \
+                             (the log names it); nothing of it was loaded",
+                            self.plan.topic
+                        ));
                     }
                 }
             }
@@ -485,17 +513,40 @@ impl JobTask {
                 *state = PartitionState { active: true, stored: start.stored, next, at_eof: false, range: None };
             }
         }
-        let result = match kind {
-            Pending::Assign => self.consumer.assign(starts),
-            Pending::Rewind => self.consumer.seek(starts),
+        let result = match (&mut self.native, kind) {
+            (Some(native), kind) => {
+                let mut positions = Vec::with_capacity(starts.len());
+                for start in starts {
+                    match start.position {
+                        StartPosition::Offset(offset) => positions.push((start.partition, offset)),
+                        StartPosition::GroupCommitted => {
+                            return Err(format!(
+                                "partition {}: the native fetch path needs a start offset, not the group's",
+                                start.partition
+                            ));
+                        }
+                    }
+                }
+                native.reposition(&positions);
+                match kind {
+                    Pending::Assign => self.consumer.assign_membership_only(),
+                    Pending::Rewind => Ok(()),
+                }
+            }
+            (None, Pending::Assign) => self.consumer.assign(starts),
+            (None, Pending::Rewind) => self.consumer.seek(starts),
         };
         result.map_err(|error| format!("cannot position the kafka consumer: {error}"))?;
-        tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, "reading partitions");
+        let fetch = if self.native.is_some() { "native" } else { "librdkafka" };
+        tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, fetch, "reading partitions");
         Ok(())
     }
 
     async fn on_rebalance(&mut self, notice: RebalanceNotice) -> Result<(), String> {
         self.drop_open_batch();
+        if let Some(native) = &mut self.native {
+            native.release();
+        }
         self.generation += 1;
         for state in &mut self.read.partitions {
             state.active = false;
@@ -518,6 +569,9 @@ impl JobTask {
     /// Drops the open batch and asks for the stored offsets of every held partition.
     async fn rewind(&mut self) -> Result<(), String> {
         self.drop_open_batch();
+        if let Some(native) = &mut self.native {
+            native.release();
+        }
         self.generation += 1;
         for state in &mut self.read.partitions {
             state.active = false;
@@ -553,7 +607,10 @@ impl JobTask {
         self.progress.clear();
         for &partition in &self.held {
             let position = self.read.partition(partition).map_or(-1, |s| if s.active { s.next } else { -1 });
-            let end = self.consumer.cached_end_offset(partition);
+            let end = match &self.native {
+                Some(native) => native.high_watermark(partition),
+                None => self.consumer.cached_end_offset(partition),
+            };
             self.progress.push(PartitionProgress { partition, position, end });
         }
         self.stats.set_partitions(&self.progress);
@@ -562,6 +619,28 @@ impl JobTask {
 
     async fn send(&self, event: ShardEvent) -> Result<(), String> {
         self.events.send(event).await.map_err(|_| "the control plane went away".to_string())
+    }
+}
+
+/// The read state as the native fetcher delivers into it.
+struct TaskSink<'a> {
+    read: &'a mut ReadState,
+    bytes: &'a mut u64,
+    events: &'a mut Vec<QueueEvent>,
+}
+
+impl FetchSink for TaskSink<'_> {
+    fn position(&self, partition: i32) -> Option<i64> {
+        self.read.partition(partition).filter(|state| state.active).map(|state| state.next)
+    }
+
+    fn message(&mut self, message: RawMessage<'_>) {
+        *self.bytes += message.payload.map_or(0, <[u8]>::len) as u64;
+        self.read.on_message(message.partition, message.offset, message.timestamp_ms, message.payload);
+    }
+
+    fn event(&mut self, event: QueueEvent) {
+        self.events.push(event);
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::codec::DecodePlan;
+use crate::kafka::fetcher::NativeFetchPlan;
 
 /// One job, as every shard runs it.
 #[derive(Debug)]
@@ -14,6 +15,9 @@ pub struct ShardJobPlan {
     /// librdkafka settings for the shard's consumer: brokers, group, the
     /// job's `properties` and the settings the consistency mode needs.
     pub consumer_config: Vec<(String, String)>,
+    /// Fetch the partitions natively instead of through librdkafka (which
+    /// then only keeps the group membership and commits offsets).
+    pub native_fetch: Option<NativeFetchPlan>,
     pub decode: DecodePlan,
     /// A batch is sealed this long after its first message arrived...
     pub batch_interval: Duration,

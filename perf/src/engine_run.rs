@@ -20,6 +20,8 @@ use flowserver_engine::codec::{
 };
 use flowserver_engine::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
 use flowserver_engine::gpfdist::GpfdistConfig;
+use flowserver_engine::kafka::fetcher::NativeFetchPlan;
+use flowserver_engine::kafka::wire::Isolation;
 use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
 use flowserver_tests::segment::{Keep, ReadOptions, SegmentRequest, run_segments};
@@ -45,6 +47,15 @@ pub struct Args {
     /// shard's gpfdist listener before acknowledging it (0: no serving).
     #[arg(long, default_value_t = 0)]
     pub segments: usize,
+    /// How the shards fetch: `native` (the shard's own fetcher) or `librdkafka`.
+    #[arg(long, value_enum, default_value_t = Fetch::Native)]
+    pub fetch: Fetch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fetch {
+    Native,
+    Librdkafka,
 }
 
 /// Runs the measurement described by `args` and prints the table.
@@ -102,7 +113,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plan(topic: &str, group: &str, max_count: u64, serve: bool) -> ShardJobPlan {
+fn plan(topic: &str, group: &str, max_count: u64, serve: bool, fetch: Fetch) -> ShardJobPlan {
     let column = |key: &str, ty: PgType| FastColumn::JsonPath {
         path: JsonPath::key(key),
         conversion: Conversion::new(ty, ty).expect("supported"),
@@ -120,6 +131,14 @@ fn plan(topic: &str, group: &str, max_count: u64, serve: bool) -> ShardJobPlan {
             ("enable.auto.commit".into(), "false".into()),
             ("enable.auto.offset.store".into(), "false".into()),
         ],
+        native_fetch: (fetch == Fetch::Native).then(|| NativeFetchPlan {
+            bootstrap: kafka_brokers().split(',').map(str::to_owned).collect(),
+            client_id: group.to_string(),
+            isolation: Isolation::ReadCommitted,
+            max_wait: Duration::from_millis(500),
+            request_max_bytes: 16 << 20,
+            partition_max_bytes: 8 << 20,
+        }),
         decode: DecodePlan {
             format: SourceFormat::Json(JsonKind::Json),
             fast_columns: vec![
@@ -192,7 +211,7 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
     let engine = Engine::start(&EngineConfig { shards, pin: args.pin, gpfdist })?;
     let addresses = engine.gpfdist_addresses().to_vec();
     let group = unique(&format!("blackhole_{shards}_{run}"));
-    let plan = Arc::new(plan(topic, &group, args.max_count, args.segments > 0));
+    let plan = Arc::new(plan(topic, &group, args.max_count, args.segments > 0, args.fetch));
     let links = futures_lite_block_on(engine.start_job(plan))?;
     let replies: Vec<_> = links.iter().map(|l| l.replies.clone()).collect();
     let (events_tx, events_rx) = std::sync::mpsc::channel();

@@ -8,6 +8,15 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 #[test]
 fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing() {
+    kill_9_in_the_middle_of_a_load("");
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing_through_librdkafka() {
+    kill_9_in_the_middle_of_a_load(r#""KafkaFetch": "librdkafka""#);
+}
+
+fn kill_9_in_the_middle_of_a_load(server_config: &str) {
     let topic = unique("crash");
     let table = unique("crash_t");
     create_topic(&topic, 4);
@@ -15,7 +24,7 @@ fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing() {
     let total = 200_000;
     produce(&topic, 4, id_messages(0..total));
 
-    let mut server = Server::start();
+    let mut server = Server::start_with(server_config);
     let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 200\n        max_count: 4000", "");
     assert!(server.submit_yaml(&table, &job, &["--start"]).success);
     // Kill while the load is under way: some batches committed, others not.

@@ -124,6 +124,8 @@ pub enum QueueEvent {
     /// The stored offset is outside the log (`auto.offset.reset=error`).
     OffsetOutOfRange(i32),
     Error(i32, RDKafkaRespErr),
+    /// A record batch the native fetch path cannot decode (logged where found).
+    Undecodable(i32),
 }
 
 /// Detached fetch queues of the assigned partitions.
@@ -270,6 +272,14 @@ impl ShardConsumer {
         // Messages may have arrived before the queues were split.
         self.readiness.notify();
         Ok(())
+    }
+
+    /// Completes a group assignment without fetching anything through
+    /// librdkafka: the native fetcher reads the partitions, librdkafka keeps
+    /// the membership and commits offsets.
+    pub fn assign_membership_only(&mut self) -> KafkaResult<()> {
+        self.partitions.close();
+        self.consumer.assign(&TopicPartitionList::new())
     }
 
     /// Forgets the partition queues (after a revocation).

@@ -1,1 +1,651 @@
-//! placeholder
+//! The native fetch path: a shard fetches its partitions from their leaders
+//! itself, over its own connections, with no librdkafka thread between the
+//! socket and the decoder.
+//!
+//! # Ownership
+//! - The job task owns the [`NativeFetcher`]; the fetcher's glommio tasks
+//!   (one per partition leader, one refreshing metadata) run on the same
+//!   shard and end when it is dropped.
+//! - librdkafka keeps what it is good at: consumer group membership and
+//!   offset commits. The group's partitions are assigned to librdkafka
+//!   empty-handed (it fetches nothing); the job task repositions this fetcher
+//!   instead.
+//!
+//! # Ordering and exactly-once
+//! - Positions belong to a generation; [`NativeFetcher::reposition`] starts a
+//!   new one. A response fetched for an older generation is dropped, never
+//!   delivered, so a rewind cannot skip or repeat a record.
+//! - A partition is in at most one request at a time, and the request's
+//!   response is queued before the partition may be fetched again, so each
+//!   partition's records arrive in offset order through one bounded channel.
+//! - Memory: at most one response per leader connection, one queued and one
+//!   being delivered, each under the request byte limit.
+//! - Delivery skips records below the job task's position (a batch fetched
+//!   from its middle, or a response resumed after the open batch filled).
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt};
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use super::consumer::{QueueEvent, RawMessage};
+use super::wire::{
+    self, AbortedFilter, ERROR_NONE, ERROR_OFFSET_OUT_OF_RANGE, FetchPartition, FetchRequest, FetchedPartition,
+    Isolation, RecordBatches,
+};
+
+/// How a shard fetches natively; built and validated by the control plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeFetchPlan {
+    /// `host:port` of the bootstrap brokers.
+    pub bootstrap: Vec<String>,
+    pub client_id: String,
+    pub isolation: Isolation,
+    /// How long a leader may hold a fetch waiting for data.
+    pub max_wait: Duration,
+    /// Bytes per fetch response (a soft limit: a first batch larger than it still comes whole).
+    pub request_max_bytes: i32,
+    pub partition_max_bytes: i32,
+}
+
+/// What a delivery reads from and writes to: the job task's read state.
+pub trait FetchSink {
+    /// The next offset to deliver of `partition`; `None` when it is not read.
+    fn position(&self, partition: i32) -> Option<i64>;
+    fn message(&mut self, message: RawMessage<'_>);
+    fn event(&mut self, event: QueueEvent);
+}
+
+/// A fetch response on its way to the job task.
+struct Fetched {
+    generation: u64,
+    correlation_id: i32,
+    frame: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    partition: i32,
+    /// Next offset to fetch; -1 while halted (out of range, or a batch that does not decode).
+    next: i64,
+    in_flight: bool,
+}
+
+struct Shared {
+    plan: NativeFetchPlan,
+    topic: String,
+    generation: Cell<u64>,
+    positions: RefCell<Vec<Position>>,
+    /// Leader node by partition, from the last metadata.
+    leaders: RefCell<Vec<(i32, i32)>>,
+    brokers: RefCell<Vec<(i32, String)>>,
+    metadata_stale: Cell<bool>,
+    changed: event_listener::Event,
+    closed: Cell<bool>,
+    spare_frames: RefCell<Vec<Vec<u8>>>,
+    next_correlation: Cell<i32>,
+}
+
+impl Shared {
+    fn notify(&self) {
+        self.changed.notify(usize::MAX);
+    }
+
+    fn leader_of(&self, partition: i32) -> Option<i32> {
+        self.leaders.borrow().iter().find(|(p, _)| *p == partition).map(|&(_, l)| l).filter(|&l| l >= 0)
+    }
+
+    fn correlation_id(&self) -> i32 {
+        let id = self.next_correlation.get();
+        self.next_correlation.set(id.wrapping_add(1));
+        id
+    }
+
+    /// Resolves when `ready` holds, waking on every change.
+    async fn until(&self, ready: impl Fn(&Shared) -> bool) {
+        loop {
+            if self.closed.get() || ready(self) {
+                return;
+            }
+            let listener = self.changed.listen();
+            if self.closed.get() || ready(self) {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    fn stale(&self) {
+        self.metadata_stale.set(true);
+        self.notify();
+    }
+}
+
+/// The response being delivered, kept until every record in it is.
+struct Current {
+    fetched: Fetched,
+}
+
+pub struct NativeFetcher {
+    shared: Rc<Shared>,
+    responses: Receiver<Fetched>,
+    current: RefCell<Option<Current>>,
+    /// High watermark by partition, from the last response that carried it.
+    high_watermarks: RefCell<Vec<(i32, i64)>>,
+    aborted: AbortedFilter,
+    decompressed: Vec<u8>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+const RETRY_BACKOFF: Duration = Duration::from_millis(200);
+/// On top of the fetch's own wait, before a silent leader's connection is given up.
+const RESPONSE_GRACE: Duration = Duration::from_secs(30);
+
+impl NativeFetcher {
+    /// Starts the fetcher's tasks on the current shard; it fetches nothing
+    /// until [`NativeFetcher::reposition`].
+    pub fn start(plan: NativeFetchPlan, topic: &str) -> NativeFetcher {
+        let shared = Rc::new(Shared {
+            plan,
+            topic: topic.to_owned(),
+            generation: Cell::new(0),
+            positions: RefCell::new(Vec::new()),
+            leaders: RefCell::new(Vec::new()),
+            brokers: RefCell::new(Vec::new()),
+            metadata_stale: Cell::new(true),
+            changed: event_listener::Event::new(),
+            closed: Cell::new(false),
+            spare_frames: RefCell::new(Vec::new()),
+            next_correlation: Cell::new(1),
+        });
+        let (sender, responses) = async_channel::bounded(1);
+        let supervisor = glommio::spawn_local(supervise(shared.clone(), sender)).detach();
+        NativeFetcher {
+            shared,
+            responses,
+            current: RefCell::new(None),
+            high_watermarks: RefCell::new(Vec::new()),
+            aborted: AbortedFilter::default(),
+            decompressed: Vec::new(),
+            tasks: vec![supervisor],
+        }
+    }
+
+    /// Fetches `starts` (partition, offset) from now on, and nothing else;
+    /// what was fetched before is dropped.
+    pub fn reposition(&mut self, starts: &[(i32, i64)]) {
+        self.recycle_current();
+        let shared = &self.shared;
+        shared.generation.set(shared.generation.get() + 1);
+        *shared.positions.borrow_mut() =
+            starts.iter().map(|&(partition, next)| Position { partition, next, in_flight: false }).collect();
+        if starts.iter().any(|&(p, _)| shared.leader_of(p).is_none()) {
+            shared.metadata_stale.set(true);
+        }
+        shared.notify();
+    }
+
+    /// Stops fetching (the partitions were revoked).
+    pub fn release(&mut self) {
+        self.reposition(&[]);
+    }
+
+    /// The high watermark last reported for `partition`, -1 if none yet.
+    pub fn high_watermark(&self, partition: i32) -> i64 {
+        self.high_watermarks.borrow().iter().find(|(p, _)| *p == partition).map_or(-1, |&(_, hw)| hw)
+    }
+
+    /// Resolves when a response of the current generation is ready to deliver.
+    pub async fn readable(&self) {
+        loop {
+            if self.current.borrow().is_some() {
+                return;
+            }
+            let Ok(fetched) = self.responses.recv().await else {
+                return std::future::pending().await;
+            };
+            if fetched.generation == self.shared.generation.get() {
+                *self.current.borrow_mut() = Some(Current { fetched });
+                return;
+            }
+            self.shared.spare_frames.borrow_mut().push(fetched.frame);
+        }
+    }
+
+    fn recycle_current(&mut self) {
+        if let Some(current) = self.current.get_mut().take() {
+            self.shared.spare_frames.borrow_mut().push(current.fetched.frame);
+        }
+    }
+
+    /// Delivers up to `limit` records of the ready response (and of any
+    /// queued one) to `sink`. Returns how many, and whether records are left.
+    pub fn drain(&mut self, limit: usize, sink: &mut impl FetchSink) -> (usize, bool) {
+        let mut taken = 0usize;
+        loop {
+            if self.current.get_mut().is_none() {
+                match self.responses.try_recv() {
+                    Ok(fetched) if fetched.generation == self.shared.generation.get() => {
+                        *self.current.get_mut() = Some(Current { fetched });
+                    }
+                    Ok(fetched) => {
+                        self.shared.spare_frames.borrow_mut().push(fetched.frame);
+                        continue;
+                    }
+                    Err(_) => return (taken, false),
+                }
+            }
+            let finished = self.deliver(limit - taken, &mut taken, sink);
+            if !finished {
+                return (taken, true);
+            }
+            self.recycle_current();
+            if taken >= limit {
+                return (taken, !self.responses.is_empty());
+            }
+        }
+    }
+
+    /// Delivers from the current response; true when all of it is delivered.
+    fn deliver(&mut self, room: usize, taken: &mut usize, sink: &mut impl FetchSink) -> bool {
+        let Some(current) = self.current.get_mut().as_ref() else { return true };
+        let topic = &self.shared.topic;
+        let read_committed = self.shared.plan.isolation == Isolation::ReadCommitted;
+        let mut partitions: Vec<FetchedPartition<'_>> = Vec::new();
+        let parsed = wire::response_body(&current.fetched.frame, current.fetched.correlation_id)
+            .and_then(|body| wire::parse_fetch_response(body, topic, &mut partitions));
+        if let Err(error) = parsed {
+            // The fetch task checked this frame already; nothing to deliver.
+            tracing::warn!(%topic, %error, "kafka fetch response dropped");
+            return true;
+        }
+        let mut delivered = 0usize;
+        for data in &partitions {
+            let partition = data.partition;
+            set_watermark(&mut self.high_watermarks.borrow_mut(), partition, data.high_watermark);
+            let Some(position) = sink.position(partition) else { continue };
+            match data.error_code {
+                ERROR_NONE => {}
+                ERROR_OFFSET_OUT_OF_RANGE => {
+                    sink.event(QueueEvent::OffsetOutOfRange(partition));
+                    continue;
+                }
+                _ => continue, // the fetch task refreshes metadata and retries
+            }
+            let end = if read_committed { data.last_stable_offset } else { data.high_watermark };
+            let mut reached = position;
+            self.aborted.reset(&data.aborted);
+            for batch in RecordBatches::new(data.records) {
+                let batch = match batch {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::error!(%topic, partition, %error, "kafka record batch does not decode");
+                        sink.event(QueueEvent::Undecodable(partition));
+                        break;
+                    }
+                };
+                if batch.last_offset() < position {
+                    continue;
+                }
+                if read_committed && !self.aborted.admits(&batch) {
+                    reached = batch.last_offset() + 1;
+                    continue;
+                }
+                if !batch.is_control() {
+                    let records = match batch.records(&mut self.decompressed) {
+                        Ok(records) => records,
+                        Err(error) => {
+                            tracing::error!(%topic, partition, %error, "kafka record batch does not decode");
+                            sink.event(QueueEvent::Undecodable(partition));
+                            break;
+                        }
+                    };
+                    for record in records {
+                        let record = match record {
+                            Ok(record) => record,
+                            Err(error) => {
+                                tracing::error!(%topic, partition, %error, "kafka record does not decode");
+                                sink.event(QueueEvent::Undecodable(partition));
+                                return true;
+                            }
+                        };
+                        if sink.position(partition).is_none_or(|next| record.offset < next) {
+                            continue;
+                        }
+                        if delivered >= room {
+                            *taken += delivered;
+                            return false;
+                        }
+                        sink.message(RawMessage {
+                            partition,
+                            offset: record.offset,
+                            timestamp_ms: record.timestamp_ms,
+                            payload: record.value,
+                        });
+                        delivered += 1;
+                    }
+                }
+                reached = batch.last_offset() + 1;
+            }
+            if reached >= end {
+                sink.event(QueueEvent::EndOfPartition(partition));
+            }
+        }
+        *taken += delivered;
+        true
+    }
+}
+
+impl Drop for NativeFetcher {
+    fn drop(&mut self) {
+        self.shared.closed.set(true);
+        self.shared.notify();
+        for task in &self.tasks {
+            task.cancel();
+        }
+    }
+}
+
+fn set_watermark(marks: &mut Vec<(i32, i64)>, partition: i32, high_watermark: i64) {
+    match marks.iter_mut().find(|(p, _)| *p == partition) {
+        Some(mark) => mark.1 = high_watermark,
+        None => marks.push((partition, high_watermark)),
+    }
+}
+
+/// Keeps leader metadata fresh and one fetch task per leader.
+async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
+    let mut leader_tasks: Vec<(i32, JoinHandle<()>)> = Vec::new();
+    let mut failures = 0u32;
+    while !shared.closed.get() {
+        shared.until(|s| s.metadata_stale.get() && !s.positions.borrow().is_empty()).await;
+        if shared.closed.get() {
+            break;
+        }
+        match refresh_metadata(&shared).await {
+            Ok(()) => {
+                failures = 0;
+                shared.metadata_stale.set(false);
+                let leaders: Vec<i32> = shared.leaders.borrow().iter().map(|&(_, l)| l).filter(|&l| l >= 0).collect();
+                for leader in leaders {
+                    if !leader_tasks.iter().any(|(node, _)| *node == leader) {
+                        let task = glommio::spawn_local(fetch_from(shared.clone(), leader, responses.clone())).detach();
+                        leader_tasks.push((leader, task));
+                    }
+                }
+                shared.notify();
+                if shared.positions.borrow().iter().any(|p| shared.leader_of(p.partition).is_none()) {
+                    // Some partition has no leader yet: ask again shortly.
+                    glommio::timer::sleep(RETRY_BACKOFF).await;
+                    shared.metadata_stale.set(true);
+                }
+            }
+            Err(error) => {
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(topic = %shared.topic, %error, failures, "kafka metadata request failed");
+                }
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+    for (_, task) in leader_tasks {
+        task.cancel();
+    }
+}
+
+async fn refresh_metadata(shared: &Shared) -> Result<(), String> {
+    // A known broker first, then the bootstrap list.
+    let mut addresses: Vec<String> = shared.brokers.borrow().iter().map(|(_, a)| a.clone()).collect();
+    addresses.extend(shared.plan.bootstrap.iter().cloned());
+    let mut last_error = String::from("no bootstrap brokers");
+    for address in addresses {
+        let result = async {
+            let mut stream = connect(&address).await?;
+            let correlation_id = shared.correlation_id();
+            let mut request = Vec::new();
+            wire::encode_metadata_request(&mut request, correlation_id, &shared.plan.client_id, &shared.topic);
+            let mut frame = Vec::new();
+            exchange(&mut stream, &request, &mut frame, RESPONSE_GRACE).await?;
+            let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
+            wire::parse_metadata_response(body, &shared.topic).map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(metadata) if metadata.topic_error == ERROR_NONE => {
+                *shared.brokers.borrow_mut() =
+                    metadata.brokers.iter().map(|b| (b.node_id, format!("{}:{}", b.host, b.port))).collect();
+                *shared.leaders.borrow_mut() = metadata
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition, if p.error_code == ERROR_NONE { p.leader } else { -1 }))
+                    .collect();
+                return Ok(());
+            }
+            Ok(metadata) => last_error = format!("{address}: topic error code {}", metadata.topic_error),
+            Err(error) => last_error = format!("{address}: {error}"),
+        }
+    }
+    Err(last_error)
+}
+
+/// Fetches the partitions `leader` leads, one request at a time, until closed.
+async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>) {
+    let mut stream: Option<TcpStream> = None;
+    let mut request = Vec::new();
+    let mut wanted: Vec<FetchPartition> = Vec::new();
+    let mut rotation = 0usize;
+    let mut failures = 0u32;
+    loop {
+        shared
+            .until(|s| {
+                s.positions
+                    .borrow()
+                    .iter()
+                    .any(|p| p.next >= 0 && !p.in_flight && s.leader_of(p.partition) == Some(leader))
+            })
+            .await;
+        if shared.closed.get() {
+            return;
+        }
+        let generation = shared.generation.get();
+        wanted.clear();
+        {
+            let mut positions = shared.positions.borrow_mut();
+            let count = positions.len();
+            // Rotate the order so a large first partition cannot starve the others.
+            rotation = rotation.wrapping_add(1);
+            for i in 0..count {
+                let position = &mut positions[(i + rotation) % count];
+                if position.next >= 0 && !position.in_flight && shared.leader_of(position.partition) == Some(leader) {
+                    position.in_flight = true;
+                    wanted.push(FetchPartition {
+                        partition: position.partition,
+                        offset: position.next,
+                        max_bytes: shared.plan.partition_max_bytes,
+                    });
+                }
+            }
+        }
+        let result = fetch_once(&shared, leader, &mut stream, &mut request, &wanted).await;
+        match result {
+            Ok(fetched) => {
+                failures = 0;
+                let advanced = advance(&shared, generation, &fetched, &wanted);
+                if generation == shared.generation.get() {
+                    let fetched = Fetched { generation, ..fetched };
+                    if responses.send(fetched).await.is_err() {
+                        return;
+                    }
+                } else {
+                    shared.spare_frames.borrow_mut().push(fetched.frame);
+                }
+                release(&shared, generation, &wanted);
+                if !advanced {
+                    // Nothing new within the fetch's wait: let other tasks run.
+                    glommio::yield_if_needed().await;
+                }
+            }
+            Err(error) => {
+                stream = None;
+                release(&shared, generation, &wanted);
+                failures += 1;
+                if failures == 1 || failures.is_power_of_two() {
+                    tracing::warn!(topic = %shared.topic, leader, %error, failures, "kafka fetch failed; refreshing metadata");
+                }
+                shared.stale();
+                glommio::timer::sleep(RETRY_BACKOFF).await;
+            }
+        }
+    }
+}
+
+async fn fetch_once(
+    shared: &Shared,
+    leader: i32,
+    stream: &mut Option<TcpStream>,
+    request: &mut Vec<u8>,
+    wanted: &[FetchPartition],
+) -> Result<Fetched, String> {
+    if stream.is_none() {
+        let address = shared
+            .brokers
+            .borrow()
+            .iter()
+            .find(|(node, _)| *node == leader)
+            .map(|(_, a)| a.clone())
+            .ok_or_else(|| format!("broker {leader} is not in the metadata"))?;
+        *stream = Some(connect(&address).await?);
+    }
+    let Some(connection) = stream.as_mut() else { return Err("no connection".into()) };
+    let correlation_id = shared.correlation_id();
+    request.clear();
+    let plan = &shared.plan;
+    wire::encode_fetch_request(
+        request,
+        correlation_id,
+        &plan.client_id,
+        &FetchRequest {
+            topic: &shared.topic,
+            max_wait_ms: plan.max_wait.as_millis().min(i32::MAX as u128) as i32,
+            min_bytes: 1,
+            max_bytes: plan.request_max_bytes,
+            isolation: plan.isolation,
+            partitions: wanted,
+        },
+    );
+    let mut frame = shared.spare_frames.borrow_mut().pop().unwrap_or_default();
+    exchange(connection, request, &mut frame, plan.max_wait + RESPONSE_GRACE).await?;
+    // Check the frame here, where a bad one can be retried, not where it is delivered.
+    let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
+    let mut partitions = Vec::new();
+    wire::parse_fetch_response(body, &shared.topic, &mut partitions).map_err(|e| e.to_string())?;
+    Ok(Fetched { generation: 0, correlation_id, frame })
+}
+
+/// Moves each fetched partition's position past its complete batches;
+/// halts partitions whose offset is out of range; marks metadata stale on
+/// leadership errors. True when some partition advanced.
+fn advance(shared: &Shared, generation: u64, fetched: &Fetched, wanted: &[FetchPartition]) -> bool {
+    if generation != shared.generation.get() {
+        return false;
+    }
+    let mut partitions = Vec::new();
+    let parsed = wire::response_body(&fetched.frame, fetched.correlation_id)
+        .and_then(|body| wire::parse_fetch_response(body, &shared.topic, &mut partitions));
+    if parsed.is_err() {
+        return false;
+    }
+    let mut advanced = false;
+    let mut positions = shared.positions.borrow_mut();
+    for data in &partitions {
+        if !wanted.iter().any(|w| w.partition == data.partition) {
+            continue;
+        }
+        let Some(position) = positions.iter_mut().find(|p| p.partition == data.partition) else { continue };
+        match data.error_code {
+            ERROR_NONE => {
+                let mut next = position.next;
+                for batch in RecordBatches::new(data.records) {
+                    match batch {
+                        Ok(batch) => next = next.max(batch.last_offset() + 1),
+                        Err(_) => {
+                            next = -1; // delivery reports it
+                            break;
+                        }
+                    }
+                }
+                advanced |= next != position.next;
+                position.next = next;
+            }
+            ERROR_OFFSET_OUT_OF_RANGE => position.next = -1, // until the job task repositions
+            code => {
+                tracing::debug!(topic = %shared.topic, partition = data.partition, code, "kafka fetch error");
+                shared.metadata_stale.set(true);
+            }
+        }
+    }
+    advanced
+}
+
+fn release(shared: &Shared, generation: u64, wanted: &[FetchPartition]) {
+    if generation == shared.generation.get() {
+        for position in shared.positions.borrow_mut().iter_mut() {
+            if wanted.iter().any(|w| w.partition == position.partition) {
+                position.in_flight = false;
+            }
+        }
+    }
+    shared.notify();
+}
+
+async fn connect(address: &str) -> Result<TcpStream, String> {
+    let socket = resolve(address).await?;
+    let stream = TcpStream::connect(socket).await.map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// Resolves on a helper thread when the address is a name: a shard never blocks.
+async fn resolve(address: &str) -> Result<SocketAddr, String> {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return Ok(socket);
+    }
+    let (sender, receiver) = async_channel::bounded(1);
+    let owned = address.to_owned();
+    std::thread::Builder::new()
+        .name("kafka-resolve".into())
+        .spawn(move || {
+            let resolved = owned
+                .to_socket_addrs()
+                .map_err(|e| e.to_string())
+                .and_then(|mut a| a.next().ok_or_else(|| "no address".to_string()));
+            let _ = sender.send_blocking(resolved);
+        })
+        .map_err(|e| e.to_string())?;
+    receiver.recv().await.map_err(|e| e.to_string())?.map_err(|e| format!("cannot resolve {address}: {e}"))
+}
+
+/// Sends a request frame and reads the response frame into `frame`.
+async fn exchange(stream: &mut TcpStream, request: &[u8], frame: &mut Vec<u8>, limit: Duration) -> Result<(), String> {
+    let io = async {
+        stream.write_all(request).await?;
+        let mut prefix = [0u8; 4];
+        stream.read_exact(&mut prefix).await?;
+        let size = wire::frame_size(prefix).map_err(std::io::Error::other)?;
+        frame.clear();
+        frame.resize(size, 0);
+        stream.read_exact(frame).await?;
+        Ok::<(), std::io::Error>(())
+    };
+    let timeout = async {
+        glommio::timer::sleep(limit).await;
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no response"))
+    };
+    io.or(timeout).await.map_err(|e| e.to_string())
+}

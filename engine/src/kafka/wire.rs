@@ -415,8 +415,11 @@ impl RecordBatch<'_> {
         let bytes = if compression == Compression::None {
             self.records
         } else {
-            decompress(compression, self.records, scratch)
-                .map_err(|reason| WireError::Decompress { offset: self.base_offset, codec: compression.name(), reason })?;
+            decompress(compression, self.records, scratch).map_err(|reason| WireError::Decompress {
+                offset: self.base_offset,
+                codec: compression.name(),
+                reason,
+            })?;
             scratch.as_slice()
         };
         Ok(Records {
@@ -667,15 +670,18 @@ fn put_varint(out: &mut Vec<u8>, v: i64) {
     out.push(z as u8);
 }
 
+/// A record to encode: (timestamp delta, key, value).
+pub type RecordParts<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// Writes an uncompressed v2 record batch (as a broker would return it), for
-/// tests and benches: `records` are (timestamp delta, key, value).
+/// tests and benches.
 pub fn encode_record_batch(
     out: &mut Vec<u8>,
     base_offset: i64,
     base_timestamp: i64,
     attributes: i16,
     producer_id: i64,
-    records: &[(i64, Option<&[u8]>, Option<&[u8]>)],
+    records: &[RecordParts<'_>],
 ) {
     let start = out.len();
     put_i64(out, base_offset);
@@ -812,8 +818,11 @@ mod tests {
         encode_record_batch(&mut bytes, 3, 0, 0x10, producer, &[(0, None, Some(b"committed later"))]);
         let mut filter = AbortedFilter::default();
         filter.reset(&[(producer, 0)]);
-        let admitted: Vec<i64> =
-            RecordBatches::new(&bytes).map(|b| b.unwrap()).filter(|b| filter.admits(b)).map(|b| b.base_offset).collect();
+        let admitted: Vec<i64> = RecordBatches::new(&bytes)
+            .map(|b| b.unwrap())
+            .filter(|b| filter.admits(b))
+            .map(|b| b.base_offset)
+            .collect();
         assert_eq!(admitted, vec![1, 3]);
     }
 
