@@ -89,6 +89,8 @@ struct Shared {
     closed: Cell<bool>,
     spare_frames: RefCell<Vec<Vec<u8>>>,
     next_correlation: Cell<i32>,
+    /// One fetch task per leader node.
+    leader_tasks: RefCell<Vec<(i32, JoinHandle<()>)>>,
 }
 
 impl Shared {
@@ -162,6 +164,7 @@ impl NativeFetcher {
             closed: Cell::new(false),
             spare_frames: RefCell::new(Vec::new()),
             next_correlation: Cell::new(1),
+            leader_tasks: RefCell::new(Vec::new()),
         });
         let (sender, responses) = async_channel::bounded(1);
         let supervisor = glommio::spawn_local(supervise(shared.clone(), sender)).detach();
@@ -348,6 +351,9 @@ impl Drop for NativeFetcher {
         for task in &self.tasks {
             task.cancel();
         }
+        for (_, task) in self.shared.leader_tasks.borrow_mut().drain(..) {
+            task.cancel();
+        }
     }
 }
 
@@ -360,7 +366,6 @@ fn set_watermark(marks: &mut Vec<(i32, i64)>, partition: i32, high_watermark: i6
 
 /// Keeps leader metadata fresh and one fetch task per leader.
 async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
-    let mut leader_tasks: Vec<(i32, JoinHandle<()>)> = Vec::new();
     let mut failures = 0u32;
     while !shared.closed.get() {
         shared.until(|s| s.metadata_stale.get() && !s.positions.borrow().is_empty()).await;
@@ -373,9 +378,9 @@ async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
                 shared.metadata_stale.set(false);
                 let leaders: Vec<i32> = shared.leaders.borrow().iter().map(|&(_, l)| l).filter(|&l| l >= 0).collect();
                 for leader in leaders {
-                    if !leader_tasks.iter().any(|(node, _)| *node == leader) {
+                    if !shared.leader_tasks.borrow().iter().any(|(node, _)| *node == leader) {
                         let task = glommio::spawn_local(fetch_from(shared.clone(), leader, responses.clone())).detach();
-                        leader_tasks.push((leader, task));
+                        shared.leader_tasks.borrow_mut().push((leader, task));
                     }
                 }
                 shared.notify();
@@ -394,7 +399,7 @@ async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
             }
         }
     }
-    for (_, task) in leader_tasks {
+    for (_, task) in shared.leader_tasks.borrow_mut().drain(..) {
         task.cancel();
     }
 }
@@ -476,7 +481,7 @@ async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>)
         match result {
             Ok(fetched) => {
                 failures = 0;
-                let advanced = advance(&shared, generation, &fetched, &wanted);
+                let outcome = advance(&shared, generation, &fetched, &wanted);
                 if generation == shared.generation.get() {
                     let fetched = Fetched { generation, ..fetched };
                     if responses.send(fetched).await.is_err() {
@@ -486,8 +491,10 @@ async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>)
                     shared.spare_frames.borrow_mut().push(fetched.frame);
                 }
                 release(&shared, generation, &wanted);
-                if !advanced {
-                    // Nothing new within the fetch's wait: let other tasks run.
+                if outcome.partition_errors {
+                    // The broker answers an error at once: retry after new metadata, not in a loop.
+                    glommio::timer::sleep(RETRY_BACKOFF).await;
+                } else if !outcome.advanced {
                     glommio::yield_if_needed().await;
                 }
             }
@@ -548,20 +555,28 @@ async fn fetch_once(
     Ok(Fetched { generation: 0, correlation_id, frame })
 }
 
+#[derive(Debug, Default, Clone, Copy)]
+struct Advanced {
+    /// Some partition's position moved.
+    advanced: bool,
+    /// Some partition answered an error other than out-of-range.
+    partition_errors: bool,
+}
+
 /// Moves each fetched partition's position past its complete batches;
 /// halts partitions whose offset is out of range; marks metadata stale on
-/// leadership errors. True when some partition advanced.
-fn advance(shared: &Shared, generation: u64, fetched: &Fetched, wanted: &[FetchPartition]) -> bool {
+/// other errors (a leader change, most often).
+fn advance(shared: &Shared, generation: u64, fetched: &Fetched, wanted: &[FetchPartition]) -> Advanced {
+    let mut outcome = Advanced::default();
     if generation != shared.generation.get() {
-        return false;
+        return outcome;
     }
     let mut partitions = Vec::new();
     let parsed = wire::response_body(&fetched.frame, fetched.correlation_id)
         .and_then(|body| wire::parse_fetch_response(body, &shared.topic, &mut partitions));
     if parsed.is_err() {
-        return false;
+        return outcome;
     }
-    let mut advanced = false;
     let mut positions = shared.positions.borrow_mut();
     for data in &partitions {
         if !wanted.iter().any(|w| w.partition == data.partition) {
@@ -580,17 +595,18 @@ fn advance(shared: &Shared, generation: u64, fetched: &Fetched, wanted: &[FetchP
                         }
                     }
                 }
-                advanced |= next != position.next;
+                outcome.advanced |= next != position.next;
                 position.next = next;
             }
             ERROR_OFFSET_OUT_OF_RANGE => position.next = -1, // until the job task repositions
             code => {
                 tracing::debug!(topic = %shared.topic, partition = data.partition, code, "kafka fetch error");
                 shared.metadata_stale.set(true);
+                outcome.partition_errors = true;
             }
         }
     }
-    advanced
+    outcome
 }
 
 fn release(shared: &Shared, generation: u64, wanted: &[FetchPartition]) {

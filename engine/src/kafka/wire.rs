@@ -721,6 +721,21 @@ pub fn encode_record_batch(
     out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
 }
 
+/// The records section of an encoded batch (after its header).
+pub fn batch_records(batch: &[u8]) -> &[u8] {
+    &batch[BATCH_HEADER..]
+}
+
+/// Replaces an encoded batch's records with `packed`, their compressed form
+/// by the codec with Kafka id `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd).
+pub fn set_compressed_records(batch: &mut Vec<u8>, codec: i16, packed: &[u8]) {
+    batch.truncate(BATCH_HEADER);
+    batch.extend_from_slice(packed);
+    let length = (batch.len() - BATCH_PREFIX) as i32;
+    batch[8..12].copy_from_slice(&length.to_be_bytes());
+    batch[21..23].copy_from_slice(&codec.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -770,7 +785,7 @@ mod tests {
     fn compressed_batches_decode() {
         let mut plain = Vec::new();
         encode_record_batch(&mut plain, 0, 10, 0, -1, &[(0, None, Some(b"one")), (1, None, Some(b"two"))]);
-        let records = &plain[BATCH_HEADER..];
+        let records = batch_records(&plain);
         let compressed: Vec<(i16, Vec<u8>)> = vec![
             (1, {
                 let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -794,11 +809,8 @@ mod tests {
             (4, zstd::bulk::compress(records, 1).unwrap()),
         ];
         for (codec, body) in compressed {
-            let mut batch = plain[..BATCH_HEADER].to_vec();
-            batch.extend_from_slice(&body);
-            let length = (batch.len() - BATCH_PREFIX) as i32;
-            batch[8..12].copy_from_slice(&length.to_be_bytes());
-            batch[21..23].copy_from_slice(&codec.to_be_bytes());
+            let mut batch = plain.clone();
+            set_compressed_records(&mut batch, codec, &body);
             assert_eq!(
                 values(&batch),
                 vec![(0, 10, Some(b"one".to_vec())), (1, 11, Some(b"two".to_vec()))],

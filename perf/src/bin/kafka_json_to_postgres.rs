@@ -31,6 +31,9 @@ struct Args {
     interval_ms: u64,
     #[arg(long, default_value_t = 200_000)]
     max_count: u64,
+    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
+    #[arg(long, default_value = "native")]
+    fetch: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -43,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let copy_data = binary_copy_rows(args.count);
     let json_lines = json_copy_text(args.count);
 
-    let server = Server::start_with(&format!(r#""Shards": {}"#, args.shards));
+    let server = Server::start_with(&format!(r#""Shards": {}, "KafkaFetch": "{}""#, args.shards, args.fetch));
     let mut ours = Vec::new();
     let mut loads = Vec::new();
     let mut copies = Vec::new();
