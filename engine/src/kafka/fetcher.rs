@@ -281,67 +281,103 @@ impl NativeFetcher {
                 _ => continue, // the fetch task refreshes metadata and retries
             }
             let end = if read_committed { data.last_stable_offset } else { data.high_watermark };
-            let mut reached = position;
-            self.aborted.reset(&data.aborted);
-            for batch in RecordBatches::new(data.records) {
-                let batch = match batch {
-                    Ok(batch) => batch,
-                    Err(error) => {
-                        tracing::error!(%topic, partition, %error, "kafka record batch does not decode");
-                        sink.event(QueueEvent::Undecodable(partition));
-                        break;
-                    }
-                };
-                if batch.last_offset() < position {
-                    continue;
-                }
-                if read_committed && !self.aborted.admits(&batch) {
-                    reached = batch.last_offset() + 1;
-                    continue;
-                }
-                if !batch.is_control() {
-                    let records = match batch.records(&mut self.decompressed) {
-                        Ok(records) => records,
-                        Err(error) => {
-                            tracing::error!(%topic, partition, %error, "kafka record batch does not decode");
-                            sink.event(QueueEvent::Undecodable(partition));
-                            break;
-                        }
-                    };
-                    for record in records {
-                        let record = match record {
-                            Ok(record) => record,
-                            Err(error) => {
-                                tracing::error!(%topic, partition, %error, "kafka record does not decode");
-                                sink.event(QueueEvent::Undecodable(partition));
-                                return true;
-                            }
-                        };
-                        if sink.position(partition).is_none_or(|next| record.offset < next) {
-                            continue;
-                        }
-                        if delivered >= room {
-                            *taken += delivered;
-                            return false;
-                        }
-                        sink.message(RawMessage {
-                            partition,
-                            offset: record.offset,
-                            timestamp_ms: record.timestamp_ms,
-                            payload: record.value,
-                        });
-                        delivered += 1;
+            let walked = walk_partition(
+                data,
+                read_committed,
+                &mut self.aborted,
+                &mut self.decompressed,
+                room,
+                &mut delivered,
+                sink,
+            );
+            match walked {
+                Walked::Whole { reached } => {
+                    if reached >= end {
+                        sink.event(QueueEvent::EndOfPartition(partition));
                     }
                 }
-                reached = batch.last_offset() + 1;
-            }
-            if reached >= end {
-                sink.event(QueueEvent::EndOfPartition(partition));
+                Walked::Full => {
+                    *taken += delivered;
+                    return false;
+                }
+                Walked::Undecodable(error) => {
+                    tracing::error!(%topic, partition, %error, "kafka record batch does not decode");
+                    sink.event(QueueEvent::Undecodable(partition));
+                }
             }
         }
         *taken += delivered;
         true
     }
+}
+
+/// How the walk of one partition's records ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Walked {
+    /// Everything from the position on is delivered; the log is read up to
+    /// `reached` (past control batches and aborted transactions too).
+    Whole {
+        reached: i64,
+    },
+    /// The room ran out before the records did.
+    Full,
+    Undecodable(wire::WireError),
+}
+
+/// Delivers one partition's records from the sink's position on, at most
+/// `room - delivered` of them. Every batch goes through the read_committed
+/// filter in log order, those below the position included: an ABORT marker
+/// the position has passed still ends its producer's aborted transaction.
+fn walk_partition(
+    data: &FetchedPartition<'_>,
+    read_committed: bool,
+    aborted: &mut AbortedFilter,
+    scratch: &mut Vec<u8>,
+    room: usize,
+    delivered: &mut usize,
+    sink: &mut impl FetchSink,
+) -> Walked {
+    let partition = data.partition;
+    let Some(position) = sink.position(partition) else { return Walked::Whole { reached: -1 } };
+    let mut reached = position;
+    aborted.reset(&data.aborted);
+    for batch in RecordBatches::new(data.records) {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(error) => return Walked::Undecodable(error),
+        };
+        let admitted = !read_committed || aborted.admits(&batch);
+        if batch.last_offset() < position {
+            continue;
+        }
+        if admitted && !batch.is_control() {
+            let records = match batch.records(scratch) {
+                Ok(records) => records,
+                Err(error) => return Walked::Undecodable(error),
+            };
+            for record in records {
+                let record = match record {
+                    Ok(record) => record,
+                    Err(error) => return Walked::Undecodable(error),
+                };
+                if sink.position(partition).is_none_or(|next| record.offset < next) {
+                    continue;
+                }
+                if *delivered >= room {
+                    return Walked::Full;
+                }
+                sink.message(RawMessage {
+                    partition,
+                    offset: record.offset,
+                    timestamp_ms: record.timestamp_ms,
+                    payload: record.value,
+                });
+                *delivered += 1;
+            }
+        }
+        reached = batch.last_offset() + 1;
+    }
+    Walked::Whole { reached }
 }
 
 impl Drop for NativeFetcher {
@@ -664,4 +700,86 @@ async fn exchange(stream: &mut TcpStream, request: &[u8], frame: &mut Vec<u8>, l
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no response"))
     };
     io.or(timeout).await.map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kafka::wire::encode_record_batch;
+
+    /// Records what it is given; positions advance as a job task's do.
+    #[derive(Default)]
+    struct Collected {
+        next: i64,
+        offsets: Vec<i64>,
+    }
+
+    impl FetchSink for Collected {
+        fn position(&self, _: i32) -> Option<i64> {
+            Some(self.next)
+        }
+        fn message(&mut self, message: RawMessage<'_>) {
+            self.offsets.push(message.offset);
+            self.next = message.offset + 1;
+        }
+        fn event(&mut self, _: QueueEvent) {}
+    }
+
+    fn partition(records: &[u8], aborted: Vec<(i64, i64)>) -> FetchedPartition<'_> {
+        FetchedPartition { partition: 0, error_code: 0, high_watermark: 0, last_stable_offset: 0, aborted, records }
+    }
+
+    const TXN: i16 = 0x10;
+    const MARKER: i16 = 0x30;
+    const ABORT: [u8; 4] = [0, 0, 0, 0];
+    const COMMIT: [u8; 4] = [0, 0, 0, 1];
+
+    #[test]
+    fn an_abort_marker_below_the_position_still_ends_the_aborted_transaction() {
+        let producer = 7;
+        let mut bytes = Vec::new();
+        encode_record_batch(&mut bytes, 0, 0, TXN, producer, &[(0, None, Some(b"aborted"))]);
+        encode_record_batch(&mut bytes, 1, 0, MARKER, producer, &[(0, Some(&ABORT), Some(b""))]);
+        encode_record_batch(&mut bytes, 2, 0, TXN, producer, &[(0, None, Some(b"committed"))]);
+        encode_record_batch(&mut bytes, 3, 0, MARKER, producer, &[(0, Some(&COMMIT), Some(b""))]);
+        let data = partition(&bytes, vec![(producer, 0)]);
+        for start in [0, 2] {
+            let mut sink = Collected { next: start, ..Collected::default() };
+            let mut delivered = 0;
+            let walked = walk_partition(
+                &data,
+                true,
+                &mut AbortedFilter::default(),
+                &mut Vec::new(),
+                usize::MAX,
+                &mut delivered,
+                &mut sink,
+            );
+            assert_eq!(walked, Walked::Whole { reached: 4 }, "from {start}");
+            assert_eq!(sink.offsets, vec![2], "from {start}");
+        }
+        // read_uncommitted sees both transactions' records, never a marker.
+        let mut sink = Collected::default();
+        let mut delivered = 0;
+        let walked =
+            walk_partition(&data, false, &mut AbortedFilter::default(), &mut Vec::new(), 9, &mut delivered, &mut sink);
+        assert_eq!((walked, sink.offsets), (Walked::Whole { reached: 4 }, vec![0, 2]));
+    }
+
+    #[test]
+    fn a_full_room_stops_the_walk_and_a_second_walk_resumes_it() {
+        let mut bytes = Vec::new();
+        let records = [(0, None, Some(&b"a"[..])), (1, None, Some(&b"b"[..])), (2, None, Some(&b"c"[..]))];
+        encode_record_batch(&mut bytes, 10, 0, 0, -1, &records);
+        let data = partition(&bytes, Vec::new());
+        let mut sink = Collected { next: 11, ..Collected::default() };
+        let (mut filter, mut scratch) = (AbortedFilter::default(), Vec::new());
+        let mut delivered = 0;
+        let walked = walk_partition(&data, true, &mut filter, &mut scratch, 1, &mut delivered, &mut sink);
+        assert_eq!((walked, delivered), (Walked::Full, 1));
+        let mut delivered = 0;
+        let walked = walk_partition(&data, true, &mut filter, &mut scratch, 5, &mut delivered, &mut sink);
+        assert_eq!((walked, delivered), (Walked::Whole { reached: 13 }, 1));
+        assert_eq!(sink.offsets, vec![11, 12]);
+    }
 }
