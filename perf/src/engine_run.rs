@@ -113,11 +113,26 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn plan(topic: &str, group: &str, max_count: u64, serve: bool, fetch: Fetch) -> ShardJobPlan {
+/// The five benchmark fields pushed down, as every engine run decodes them.
+pub fn bench_decode_plan() -> DecodePlan {
     let column = |key: &str, ty: PgType| FastColumn::JsonPath {
         path: JsonPath::key(key),
         conversion: Conversion::new(ty, ty).expect("supported"),
     };
+    DecodePlan {
+        format: SourceFormat::Json(JsonKind::Json),
+        fast_columns: vec![
+            column("id", PgType::Int4),
+            column("big", PgType::Int8),
+            column("name", PgType::Text),
+            column("ts", PgType::Timestamp),
+            column("score", PgType::Float8),
+        ],
+        context: EncodeContext { session_time_zone_is_utc: true },
+    }
+}
+
+fn plan(topic: &str, group: &str, max_count: u64, serve: bool, fetch: Fetch) -> ShardJobPlan {
     ShardJobPlan {
         job: group.to_string(),
         topic: topic.to_string(),
@@ -139,17 +154,7 @@ fn plan(topic: &str, group: &str, max_count: u64, serve: bool, fetch: Fetch) -> 
             request_max_bytes: 16 << 20,
             partition_max_bytes: 8 << 20,
         }),
-        decode: DecodePlan {
-            format: SourceFormat::Json(JsonKind::Json),
-            fast_columns: vec![
-                column("id", PgType::Int4),
-                column("big", PgType::Int8),
-                column("name", PgType::Text),
-                column("ts", PgType::Timestamp),
-                column("score", PgType::Float8),
-            ],
-            context: EncodeContext { session_time_zone_is_utc: true },
-        },
+        decode: bench_decode_plan(),
         batch_interval: Duration::from_millis(1000),
         batch_max_messages: Some(max_count),
         batch_max_bytes: 64 << 20,

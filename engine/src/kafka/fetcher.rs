@@ -271,7 +271,9 @@ impl NativeFetcher {
         for data in &partitions {
             let partition = data.partition;
             set_watermark(&mut self.high_watermarks.borrow_mut(), partition, data.high_watermark);
-            let Some(position) = sink.position(partition) else { continue };
+            if sink.position(partition).is_none() {
+                continue;
+            }
             match data.error_code {
                 ERROR_NONE => {}
                 ERROR_OFFSET_OUT_OF_RANGE => {
