@@ -39,6 +39,9 @@ struct Args {
     /// at 150k messages/s and the latency measures the broker.
     #[arg(long, default_value_t = 25)]
     linger_ms: u64,
+    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
+    #[arg(long, default_value = "librdkafka")]
+    fetch: String,
 }
 
 fn now_ms() -> i64 {
@@ -47,7 +50,7 @@ fn now_ms() -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = Server::start();
+    let server = Server::start_with(&format!(r#""KafkaFetch": "{}""#, args.fetch));
     let rate = match args.rate {
         Some(rate) => rate,
         None => {

@@ -33,6 +33,9 @@ struct Args {
     batch_max_mb: u64,
     #[arg(long, default_value_t = 16)]
     fetch_queue_max_mb: u64,
+    /// KafkaFetch of the flowserver: `librdkafka` or `native`.
+    #[arg(long, default_value = "librdkafka")]
+    fetch: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,9 +44,10 @@ fn main() -> anyhow::Result<()> {
     produce_bench_events(&topic, args.partitions, args.count)?;
     println!("produced {} events to {topic}", args.count);
     let server = Server::start_with(&format!(
-        r#""BatchMaxBytes": {}, "FetchQueueMaxBytes": {}"#,
+        r#""BatchMaxBytes": {}, "FetchQueueMaxBytes": {}, "KafkaFetch": "{}""#,
         args.batch_max_mb << 20,
-        args.fetch_queue_max_mb << 20
+        args.fetch_queue_max_mb << 20,
+        args.fetch
     ));
     let idle = server.rss_bytes().unwrap_or(0);
     println!("server idle RSS {:.1} MB", mb(idle));

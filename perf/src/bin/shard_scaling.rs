@@ -54,7 +54,10 @@ fn main() -> anyhow::Result<()> {
                 bail!("encoded {rows} rows, expected {}", args.count);
             }
             let rate = rows as f64 / seconds;
-            println!("shards {shards} run {run}: {seconds:.3} s, {rate:.0} rows/s ({:.0} per shard)", rate / shards as f64);
+            println!(
+                "shards {shards} run {run}: {seconds:.3} s, {rate:.0} rows/s ({:.0} per shard)",
+                rate / shards as f64
+            );
             rates.push(rate);
         }
         rates.sort_by(f64::total_cmp);
