@@ -149,7 +149,16 @@ pub fn producer() -> BaseProducer {
 
 /// Produces `payloads` to `topic`, message i to partition i % partitions, and waits for delivery.
 pub fn produce(topic: &str, partitions: i32, payloads: impl IntoIterator<Item = Vec<u8>>) -> usize {
-    let producer = producer();
+    produce_with(&producer(), topic, partitions, payloads)
+}
+
+/// [`produce`] through a producer of the caller's (compression, transactions).
+pub fn produce_with(
+    producer: &BaseProducer,
+    topic: &str,
+    partitions: i32,
+    payloads: impl IntoIterator<Item = Vec<u8>>,
+) -> usize {
     let mut count = 0;
     for (i, payload) in payloads.into_iter().enumerate() {
         let partition = (i as i32) % partitions;

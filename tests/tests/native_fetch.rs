@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use flowserver_tests::*;
 use rdkafka::ClientConfig;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -22,20 +22,7 @@ fn producer_with(settings: &[(&str, &str)]) -> BaseProducer {
 }
 
 fn send_ids(producer: &BaseProducer, topic: &str, partitions: i32, ids: std::ops::Range<i64>) {
-    for (i, payload) in id_messages(ids).enumerate() {
-        let mut record: BaseRecord<'_, (), [u8]> =
-            BaseRecord::to(topic).partition(i as i32 % partitions).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((_, returned)) => {
-                    producer.poll(Duration::from_millis(10));
-                    record = returned;
-                }
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("flush");
+    produce_with(producer, topic, partitions, id_messages(ids));
 }
 
 /// The `fetch` field of the job's "reading partitions" log lines.
