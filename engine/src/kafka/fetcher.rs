@@ -128,15 +128,11 @@ impl Shared {
     }
 }
 
-/// The response being delivered, kept until every record in it is.
-struct Current {
-    fetched: Fetched,
-}
-
 pub struct NativeFetcher {
     shared: Rc<Shared>,
     responses: Receiver<Fetched>,
-    current: RefCell<Option<Current>>,
+    /// The response being delivered, kept until every record in it is.
+    current: RefCell<Option<Fetched>>,
     /// High watermark by partition, from the last response that carried it.
     high_watermarks: RefCell<Vec<(i32, i64)>>,
     aborted: AbortedFilter,
@@ -213,7 +209,7 @@ impl NativeFetcher {
                 return std::future::pending().await;
             };
             if fetched.generation == self.shared.generation.get() {
-                *self.current.borrow_mut() = Some(Current { fetched });
+                *self.current.borrow_mut() = Some(fetched);
                 return;
             }
             self.shared.spare_frames.borrow_mut().push(fetched.frame);
@@ -222,7 +218,7 @@ impl NativeFetcher {
 
     fn recycle_current(&mut self) {
         if let Some(current) = self.current.get_mut().take() {
-            self.shared.spare_frames.borrow_mut().push(current.fetched.frame);
+            self.shared.spare_frames.borrow_mut().push(current.frame);
         }
     }
 
@@ -234,7 +230,7 @@ impl NativeFetcher {
             if self.current.get_mut().is_none() {
                 match self.responses.try_recv() {
                     Ok(fetched) if fetched.generation == self.shared.generation.get() => {
-                        *self.current.get_mut() = Some(Current { fetched });
+                        *self.current.get_mut() = Some(fetched);
                     }
                     Ok(fetched) => {
                         self.shared.spare_frames.borrow_mut().push(fetched.frame);
@@ -260,7 +256,7 @@ impl NativeFetcher {
         let topic = &self.shared.topic;
         let read_committed = self.shared.plan.isolation == Isolation::ReadCommitted;
         let mut partitions: Vec<FetchedPartition<'_>> = Vec::new();
-        let parsed = wire::response_body(&current.fetched.frame, current.fetched.correlation_id)
+        let parsed = wire::response_body(&current.frame, current.correlation_id)
             .and_then(|body| wire::parse_fetch_response(body, topic, &mut partitions));
         if let Err(error) = parsed {
             // The fetch task checked this frame already; nothing to deliver.
