@@ -36,8 +36,6 @@ use crate::stats::{PartitionProgress, ShardJobStats};
 /// Messages read between two checks of the control channel and the clock.
 const DRAIN_CHUNK: usize = 4096;
 const STATS_EVERY: Duration = Duration::from_millis(500);
-/// At end of partition, a batch is sealed once this fraction of `interval_ms` has passed.
-const EOF_SEAL_FRACTION: u32 = 10;
 
 /// The shard's end of a job link.
 pub struct ShardSide {
@@ -255,15 +253,14 @@ impl JobTask {
             && self.held.iter().all(|&p| self.read.partition(p).is_some_and(|s| s.active && s.at_eof))
     }
 
+    /// When the loop must look again without being woken: the open batch's
+    /// interval (the only time-based seal, as `should_seal` says) and the
+    /// next stats. A deadline `should_seal` does not act on would spin the
+    /// loop until the batch interval, starving the shard's other tasks.
     fn next_deadline(&self) -> Instant {
         let mut deadline = self.next_stats;
         if self.read.open.message_count() > 0 && self.in_flight.is_none() {
-            let wait = if self.all_held_at_eof() {
-                self.plan.batch_interval / EOF_SEAL_FRACTION
-            } else {
-                self.plan.batch_interval
-            };
-            deadline = deadline.min(self.read.open.opened_at + wait);
+            deadline = deadline.min(self.read.open.opened_at + self.plan.batch_interval);
         }
         deadline
     }
