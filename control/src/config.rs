@@ -111,10 +111,9 @@ pub struct ServerConfig {
 pub enum KafkaFetch {
     /// The shard fetches from the partition leaders itself (plaintext
     /// brokers, exactly-once jobs); librdkafka keeps the group and commits.
-    /// Other jobs use librdkafka. Opt-in: against tansu its fetches are
-    /// answered up to ~100 ms late while data flows (perf/RESULTS.md).
+    /// Other jobs use librdkafka. The default.
     Native,
-    /// librdkafka fetches for every job (the default).
+    /// librdkafka fetches for every job.
     Librdkafka,
 }
 
@@ -257,8 +256,8 @@ impl ServerConfig {
             )));
         }
         let kafka_fetch = match raw.kafka_fetch.as_deref() {
-            None | Some("librdkafka") => KafkaFetch::Librdkafka,
-            Some("native") => KafkaFetch::Native,
+            None | Some("native") => KafkaFetch::Native,
+            Some("librdkafka") => KafkaFetch::Librdkafka,
             Some(other) => {
                 return Err(invalid(format!("KafkaFetch must be \"native\" or \"librdkafka\"; got {other:?}")));
             }
@@ -342,9 +341,9 @@ mod tests {
         assert!(config.prometheus.is_none());
         assert!(config.logging.split_log_by_job);
         assert!(config.shards >= 1);
-        assert_eq!(config.kafka_fetch, KafkaFetch::Librdkafka);
-        let config = ServerConfig::parse(r#"{"KafkaFetch": "native"}"#, "f").expect("valid");
         assert_eq!(config.kafka_fetch, KafkaFetch::Native);
+        let config = ServerConfig::parse(r#"{"KafkaFetch": "librdkafka"}"#, "f").expect("valid");
+        assert_eq!(config.kafka_fetch, KafkaFetch::Librdkafka);
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub segments: usize,
     /// How the shards fetch: `native` (the shard's own fetcher) or `librdkafka`.
-    #[arg(long, value_enum, default_value_t = Fetch::Librdkafka)]
+    #[arg(long, value_enum, default_value_t = Fetch::Native)]
     pub fetch: Fetch,
 }
 

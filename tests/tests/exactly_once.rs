@@ -12,8 +12,8 @@ fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing() {
 }
 
 #[test]
-fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing_through_the_native_fetch_path() {
-    kill_9_in_the_middle_of_a_load(r#""KafkaFetch": "native""#);
+fn kill_9_in_the_middle_of_a_load_loses_and_duplicates_nothing_through_librdkafka() {
+    kill_9_in_the_middle_of_a_load(r#""KafkaFetch": "librdkafka""#);
 }
 
 fn kill_9_in_the_middle_of_a_load(server_config: &str) {

@@ -1,7 +1,7 @@
 //! The native fetch path (the shard's own Kafka fetcher, `KafkaFetch:
-//! native`, for exactly-once jobs): compressed topics, transactional markers,
-//! and which path a job takes. Crashes are in exactly_once.rs, run through
-//! both paths.
+//! native`, the default for exactly-once jobs): compressed topics,
+//! transactional markers, and which path a job takes. Crashes are in
+//! exactly_once.rs, run through both paths.
 
 use std::time::Duration;
 
@@ -46,11 +46,9 @@ fn assert_loaded_once(table: &str, topic: &str, total: i64) {
     assert_eq!(stored, total, "stored offsets of {table}");
 }
 
-const NATIVE: &str = r#""KafkaFetch": "native""#;
-
 #[test]
 fn every_compression_codec_loads_exactly_once_through_the_native_path() {
-    let server = Server::start_with(NATIVE);
+    let server = Server::start();
     let total = 3000;
     let mut jobs = Vec::new();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
@@ -83,8 +81,8 @@ fn every_compression_codec_loads_exactly_once_through_the_native_path() {
 }
 
 #[test]
-fn librdkafka_fetches_by_default() {
-    let server = Server::start();
+fn the_librdkafka_path_stays_available() {
+    let server = Server::start_with(r#""KafkaFetch": "librdkafka""#);
     let topic = unique("rdk_path");
     let table = unique("rdk_path_t");
     create_topic(&topic, 3);
@@ -117,7 +115,7 @@ fn transactional_records_load_once_and_markers_are_skipped() {
         producer.commit_transaction(Duration::from_secs(30)).expect("commit");
     }
 
-    let server = Server::start_with(NATIVE);
+    let server = Server::start();
     let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 200", "");
     assert!(server.submit_yaml(&table, &job, &["--start"]).success);
     wait_count(&format!("SELECT count(*) FROM {table}"), 1000, TIMEOUT)

@@ -32,7 +32,7 @@ struct Args {
     #[arg(long, default_value_t = 200_000)]
     max_count: u64,
     /// KafkaFetch of the flowserver: `native` or `librdkafka`.
-    #[arg(long, default_value = "librdkafka")]
+    #[arg(long, default_value = "native")]
     fetch: String,
 }
 

@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, default_value_t = 25)]
     linger_ms: u64,
     /// KafkaFetch of the flowserver: `native` or `librdkafka`.
-    #[arg(long, default_value = "librdkafka")]
+    #[arg(long, default_value = "native")]
     fetch: String,
 }
 

@@ -33,8 +33,8 @@ struct Args {
     batch_max_mb: u64,
     #[arg(long, default_value_t = 16)]
     fetch_queue_max_mb: u64,
-    /// KafkaFetch of the flowserver: `librdkafka` or `native`.
-    #[arg(long, default_value = "librdkafka")]
+    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
+    #[arg(long, default_value = "native")]
     fetch: String,
 }
 
