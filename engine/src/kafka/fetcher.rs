@@ -22,6 +22,11 @@
 //!   being delivered, each under the request byte limit.
 //! - Delivery skips records below the job task's position (a batch fetched
 //!   from its middle, or a response resumed after the open batch filled).
+//!
+//! # Scheduling
+//! The leader tasks run only when the job task yields: a job task that loops
+//! without awaiting anything pending holds every response (it once did, on a
+//! wake-up deadline it did not act on, for up to `interval_ms`).
 
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, ToSocketAddrs};
