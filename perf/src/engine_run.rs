@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::produce_bench_events;
+use crate::{Fetch, produce_bench_events};
 use anyhow::{Context, bail, ensure};
 use clap::Parser;
 use flowserver_engine::codec::{
@@ -50,12 +50,6 @@ pub struct Args {
     /// How the shards fetch: `native` (the shard's own fetcher) or `librdkafka`.
     #[arg(long, value_enum, default_value_t = Fetch::Native)]
     pub fetch: Fetch,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Fetch {
-    Native,
-    Librdkafka,
 }
 
 /// Runs the measurement described by `args` and prints the table.

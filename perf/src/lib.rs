@@ -81,6 +81,24 @@ pub fn bench_json(row: &BenchRow, out: &mut String) {
     let _ = write!(out, r#"","score":{:?}}}"#, row.score);
 }
 
+/// How flowserver reads Kafka in a run (its `KafkaFetch`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Fetch {
+    /// The shard's own fetcher (the server's default).
+    Native,
+    Librdkafka,
+}
+
+impl Fetch {
+    /// The flow_server.json member that selects this path.
+    pub fn server_config(self) -> &'static str {
+        match self {
+            Fetch::Native => r#""KafkaFetch": "native""#,
+            Fetch::Librdkafka => r#""KafkaFetch": "librdkafka""#,
+        }
+    }
+}
+
 /// Columns of the benchmark table.
 pub const BENCH_COLUMNS: &str = "id int, big bigint, name text, ts timestamp, score double precision";
 

@@ -139,10 +139,10 @@ pub struct NativeFetcher {
     /// The response being delivered, kept until every record in it is.
     current: RefCell<Option<Fetched>>,
     /// High watermark by partition, from the last response that carried it.
-    high_watermarks: RefCell<Vec<(i32, i64)>>,
+    high_watermarks: Vec<(i32, i64)>,
     aborted: AbortedFilter,
     decompressed: Vec<u8>,
-    tasks: Vec<JoinHandle<()>>,
+    supervisor: JoinHandle<()>,
 }
 
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
@@ -173,10 +173,10 @@ impl NativeFetcher {
             shared,
             responses,
             current: RefCell::new(None),
-            high_watermarks: RefCell::new(Vec::new()),
+            high_watermarks: Vec::new(),
             aborted: AbortedFilter::default(),
             decompressed: Vec::new(),
-            tasks: vec![supervisor],
+            supervisor,
         }
     }
 
@@ -201,7 +201,7 @@ impl NativeFetcher {
 
     /// The high watermark last reported for `partition`, -1 if none yet.
     pub fn high_watermark(&self, partition: i32) -> i64 {
-        self.high_watermarks.borrow().iter().find(|(p, _)| *p == partition).map_or(-1, |&(_, hw)| hw)
+        self.high_watermarks.iter().find(|(p, _)| *p == partition).map_or(-1, |&(_, hw)| hw)
     }
 
     /// Resolves when a response of the current generation is ready to deliver.
@@ -271,7 +271,7 @@ impl NativeFetcher {
         let mut delivered = 0usize;
         for data in &partitions {
             let partition = data.partition;
-            set_watermark(&mut self.high_watermarks.borrow_mut(), partition, data.high_watermark);
+            set_watermark(&mut self.high_watermarks, partition, data.high_watermark);
             if sink.position(partition).is_none() {
                 continue;
             }
@@ -387,9 +387,7 @@ impl Drop for NativeFetcher {
     fn drop(&mut self) {
         self.shared.closed.set(true);
         self.shared.notify();
-        for task in &self.tasks {
-            task.cancel();
-        }
+        self.supervisor.cancel();
         for (_, task) in self.shared.leader_tasks.borrow_mut().drain(..) {
             task.cancel();
         }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::Parser;
 use flowserver_perf::{
-    BENCH_COLUMNS, BenchRow, bench_job_yaml, bench_json, bench_row, process_cpu_seconds, produce_bench_events,
+    BENCH_COLUMNS, BenchRow, Fetch, bench_job_yaml, bench_json, bench_row, process_cpu_seconds, produce_bench_events,
 };
 use flowserver_tests::{Server, pg, unique};
 
@@ -31,9 +31,9 @@ struct Args {
     interval_ms: u64,
     #[arg(long, default_value_t = 200_000)]
     max_count: u64,
-    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
-    #[arg(long, default_value = "native")]
-    fetch: String,
+    /// How flowserver fetches: `native` or `librdkafka`.
+    #[arg(long, value_enum, default_value_t = Fetch::Native)]
+    fetch: Fetch,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
     let copy_data = binary_copy_rows(args.count);
     let json_lines = json_copy_text(args.count);
 
-    let server = Server::start_with(&format!(r#""Shards": {}, "KafkaFetch": "{}""#, args.shards, args.fetch));
+    let server = Server::start_with(&format!(r#""Shards": {}, {}"#, args.shards, args.fetch.server_config()));
     let mut ours = Vec::new();
     let mut loads = Vec::new();
     let mut copies = Vec::new();

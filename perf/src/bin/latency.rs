@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, produce_bench_events};
+use flowserver_perf::{BENCH_COLUMNS, Fetch, bench_job_yaml, produce_bench_events};
 use flowserver_tests::{
     Server, create_topic_if_missing, insert_table, job_yaml, json_value, kafka_brokers, pg, unique,
 };
@@ -39,9 +39,9 @@ struct Args {
     /// at 150k messages/s and the latency measures the broker.
     #[arg(long, default_value_t = 25)]
     linger_ms: u64,
-    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
-    #[arg(long, default_value = "native")]
-    fetch: String,
+    /// How flowserver fetches: `native` or `librdkafka`.
+    #[arg(long, value_enum, default_value_t = Fetch::Native)]
+    fetch: Fetch,
 }
 
 fn now_ms() -> i64 {
@@ -50,7 +50,7 @@ fn now_ms() -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let server = Server::start_with(&format!(r#""KafkaFetch": "{}""#, args.fetch));
+    let server = Server::start_with(args.fetch.server_config());
     let rate = match args.rate {
         Some(rate) => rate,
         None => {

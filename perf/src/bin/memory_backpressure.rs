@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure};
 use clap::Parser;
-use flowserver_perf::{BENCH_COLUMNS, bench_job_yaml, produce_bench_events};
+use flowserver_perf::{BENCH_COLUMNS, Fetch, bench_job_yaml, produce_bench_events};
 use flowserver_tests::{Server, pg, query_i64, unique};
 
 #[derive(Debug, Parser)]
@@ -33,9 +33,9 @@ struct Args {
     batch_max_mb: u64,
     #[arg(long, default_value_t = 16)]
     fetch_queue_max_mb: u64,
-    /// KafkaFetch of the flowserver: `native` or `librdkafka`.
-    #[arg(long, default_value = "native")]
-    fetch: String,
+    /// How flowserver fetches: `native` or `librdkafka`.
+    #[arg(long, value_enum, default_value_t = Fetch::Native)]
+    fetch: Fetch,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -44,10 +44,10 @@ fn main() -> anyhow::Result<()> {
     produce_bench_events(&topic, args.partitions, args.count)?;
     println!("produced {} events to {topic}", args.count);
     let server = Server::start_with(&format!(
-        r#""BatchMaxBytes": {}, "FetchQueueMaxBytes": {}, "KafkaFetch": "{}""#,
+        r#""BatchMaxBytes": {}, "FetchQueueMaxBytes": {}, {}"#,
         args.batch_max_mb << 20,
         args.fetch_queue_max_mb << 20,
-        args.fetch
+        args.fetch.server_config()
     ));
     let idle = server.rss_bytes().unwrap_or(0);
     println!("server idle RSS {:.1} MB", mb(idle));
