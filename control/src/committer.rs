@@ -12,17 +12,28 @@
 //! of it, and reading resumes from what the database holds.
 //!
 //! # Bad rows
-//! A row the database rejects is isolated by loading halves of the failing
-//! set under savepoints until single rows remain; those become error rows
-//! with PostgreSQL's message and the raw message. Past `error_limit` the batch
-//! rolls back (its error rows are still kept, in a transaction of their own,
-//! so the reason can be read) and the job stops with state Error.
+//! Any failure one message can cause is a row error ([`is_row_error`]): a row
+//! the database rejects is isolated by loading halves of the failing set under
+//! savepoints until single rows remain; those become error rows with
+//! PostgreSQL's message and the raw message, and the rest of the batch loads.
+//! Only what no single row can cause (the session, permissions, the target's
+//! shape) fails the batch.
+//!
+//! # error_limit
+//! The limit is judged over the job's span — every message read since its
+//! offsets were last reset — counted per partition in flow_offsets in each
+//! batch's transaction ([`ErrorBudget`]). It is crossed at one message: the
+//! first rejected one, in read order, after which the rejections are more
+//! than the limit allows. The batch holding it is loaded up to and including
+//! it (the rows before it, its error row, offsets just past it) and the job
+//! stops in state Error, so what is loaded depends on the messages and the
+//! limit, not on where batches happen to end or on restarts.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use flowserver_engine::batch::{Batch, RowSet};
+use flowserver_engine::batch::{Batch, PartitionRange, RowSet};
 use flowserver_engine::codec::pgcopy::{COPY_HEADER, COPY_TRAILER};
 use flowserver_engine::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
 use flowserver_engine::runtime::JobLink;
@@ -39,6 +50,7 @@ use crate::jobspec::ErrorLimit;
 use crate::load_plan::FastRelation;
 
 /// One row the database (or the shard) refused.
+#[derive(Debug, Clone)]
 struct ErrorRow {
     message: u32,
     reason: String,
@@ -214,7 +226,7 @@ impl Committer {
             let client =
                 db::connect(&self.job.config.target, &name).await.map_err(|e| Failure::Transient(e.to_string()))?;
             for statement in &self.job.plan.create_staging {
-                client.batch_execute(statement).await.map_err(|e| classify(&e))?;
+                db::run(&client, statement).await.map_err(|e| classify(&e))?;
             }
             self.session = Some(client);
         }
@@ -226,70 +238,67 @@ impl Committer {
         let shard = self.shard;
         let client = self.session().await?;
         let transaction = client.transaction().await.map_err(|e| classify(&e))?;
-
-        if job.exactly_once && !batch.partitions.is_empty() {
-            let partitions: Vec<i32> = batch.partitions.iter().map(|r| r.partition).collect();
-            let before: Vec<i64> = batch.partitions.iter().map(|r| r.stored_before).collect();
-            let next: Vec<i64> = batch.partitions.iter().map(|r| r.next).collect();
-            let advanced = transaction
-                .execute(&job.bookkeeping.advance_offsets, &[&job.name, &job.topic, &partitions, &before, &next])
-                .await
-                .map_err(|e| classify(&e))?;
-            if advanced != partitions.len() as u64 {
-                transaction.rollback().await.map_err(|e| classify(&e))?;
-                return Ok(Loaded::Conflict);
-            }
-        }
-
-        let mut errors: Vec<ErrorRow> = batch
-            .rejected
-            .iter()
-            .map(|(message, reason)| ErrorRow { message: *message, reason: reason.describe(&job.source_columns) })
-            .collect();
-        let limit = Limit { limit: job.config.target.error_limit, messages: batch.message_count() };
-        let mut rows = 0u64;
-        let mut exceeded = limit.exceeded(errors.len());
-
-        if !exceeded && let Some(greenplum) = &job.greenplum {
-            match load_served(&transaction, &job, greenplum, shard, batch, &mut errors, &limit).await? {
-                SetResult::Loaded(n) => rows += n,
-                SetResult::LimitExceeded => exceeded = true,
-            }
-        } else if !exceeded {
-            let fast = Bytes::from(std::mem::take(&mut batch.fast.data));
-            let result = load_set(&transaction, &job, RowKind::Fast, &fast, &batch.fast, &mut errors, &limit).await;
-            batch.fast.data = reclaim(fast);
-            match result? {
-                SetResult::Loaded(n) => rows += n,
-                SetResult::LimitExceeded => exceeded = true,
-            }
-        }
-        if !exceeded {
-            let slow = Bytes::from(std::mem::take(&mut batch.slow.data));
-            let result = load_set(&transaction, &job, RowKind::Slow, &slow, &batch.slow, &mut errors, &limit).await;
-            batch.slow.data = reclaim(slow);
-            match result? {
-                SetResult::Loaded(n) => rows += n,
-                SetResult::LimitExceeded => exceeded = true,
-            }
-        }
-
-        if exceeded {
+        if !record_offsets(&transaction, &job, &batch.partitions).await? {
             transaction.rollback().await.map_err(|e| classify(&e))?;
-            let reason = limit.describe(&errors, batch, &job);
-            // Keep what was found, so the reason can be inspected; the batch
-            // itself stays unloaded and its offsets unchanged.
-            let client = self.session().await?;
-            if let Err(e) = insert_errors(&*client, &job, batch, &errors).await {
-                tracing::warn!(job = %job.name, error = %db::describe(&e), "cannot keep error rows");
-            }
-            return Err(Failure::Fatal(reason));
+            return Ok(Loaded::Conflict);
+        }
+        let budget = ErrorBudget::read(&transaction, &job, batch.message_count()).await?;
+        let mut errors = shard_rejections(&job, batch, None);
+        let most = budget.most_in_batch(batch.message_count());
+        let rows = load_rows(&transaction, &job, shard, batch, None, &mut errors, most).await?;
+        errors.sort_by_key(|e| e.message);
+
+        if let Some(position) = budget.crossing(&errors) {
+            transaction.rollback().await.map_err(|e| classify(&e))?;
+            let crossing = errors[position].clone();
+            let reason = budget.describe(position, &crossing, batch, &job);
+            return match self.load_up_to(batch, &crossing).await? {
+                Some((rows, kept)) => {
+                    let counters = &self.job.counters;
+                    counters.rows_loaded.fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                    counters.rows_rejected.fetch_add(kept as u64, std::sync::atomic::Ordering::Relaxed);
+                    Err(Failure::Fatal(reason))
+                }
+                None => Ok(Loaded::Conflict),
+            };
+        }
+        if errors.len() >= most {
+            // Isolation stops only where the limit is certainly crossed.
+            return Err(Failure::Fatal(format!(
+                "internal error: {} rejected rows found but error_limit not crossed",
+                errors.len()
+            )));
         }
         if !errors.is_empty() {
             insert_errors(&transaction, &job, batch, &errors).await.map_err(|e| classify(&e))?;
+            add_rejected(&transaction, &job, batch, &errors).await?;
         }
         transaction.commit().await.map_err(|e| classify(&e))?;
         Ok(Loaded::Committed { rows, errors: errors.len() })
+    }
+
+    /// Loads the batch up to `crossing`, the message at which error_limit was
+    /// crossed, in a transaction of its own: the rows of the messages before
+    /// it, their error rows and its own, and offsets just past it. None when
+    /// another consumer moved the offsets meanwhile.
+    async fn load_up_to(&mut self, batch: &mut Batch, crossing: &ErrorRow) -> Result<Option<(u64, usize)>, Failure> {
+        let job = self.job.clone();
+        let shard = self.shard;
+        let ranges = ranges_through(batch, crossing.message);
+        let client = self.session().await?;
+        let transaction = client.transaction().await.map_err(|e| classify(&e))?;
+        if !record_offsets(&transaction, &job, &ranges).await? {
+            transaction.rollback().await.map_err(|e| classify(&e))?;
+            return Ok(None);
+        }
+        let mut errors = shard_rejections(&job, batch, Some(crossing.message));
+        let rows = load_rows(&transaction, &job, shard, batch, Some(crossing.message), &mut errors, usize::MAX).await?;
+        errors.sort_by_key(|e| e.message);
+        errors.push(crossing.clone());
+        insert_errors(&transaction, &job, batch, &errors).await.map_err(|e| classify(&e))?;
+        add_rejected(&transaction, &job, batch, &errors).await?;
+        transaction.commit().await.map_err(|e| classify(&e))?;
+        Ok(Some((rows, errors.len())))
     }
 }
 
@@ -299,76 +308,271 @@ enum RowKind {
     Slow,
 }
 
-enum SetResult {
-    Loaded(u64),
-    LimitExceeded,
-}
+/// A percentage is never judged on fewer messages than this, so the first
+/// messages of a job cannot cross it alone (one bad message is not 100 %).
+pub const PERCENT_MIN_MESSAGES: u64 = 1000;
 
-struct Limit {
+/// `error_limit` over the job's span: every message read since its offsets
+/// were last reset, as counted in flow_offsets before this batch.
+#[derive(Debug, Clone, Copy)]
+struct ErrorBudget {
     limit: ErrorLimit,
-    messages: usize,
+    messages_before: u64,
+    rejected_before: u64,
 }
 
-impl Limit {
-    fn exceeded(&self, errors: usize) -> bool {
+impl ErrorBudget {
+    /// The counts before a batch of `batch_messages`, whose own messages the
+    /// offsets statement has already added.
+    async fn read(
+        transaction: &Transaction<'_>,
+        job: &JobRuntime,
+        batch_messages: usize,
+    ) -> Result<ErrorBudget, Failure> {
+        let limit = job.config.target.error_limit;
+        if limit == ErrorLimit::Unlimited {
+            return Ok(ErrorBudget { limit, messages_before: 0, rejected_before: 0 });
+        }
+        let row = transaction
+            .query_one(&job.bookkeeping.read_totals, &[&job.name, &job.topic])
+            .await
+            .map_err(|e| classify(&e))?;
+        let count = |index: usize| -> Result<u64, Failure> {
+            let value: i64 =
+                row.try_get(index).map_err(|e| Failure::Fatal(format!("cannot read the error counts: {e}")))?;
+            Ok(u64::try_from(value).unwrap_or(0))
+        };
+        Ok(ErrorBudget {
+            limit,
+            messages_before: count(0)?.saturating_sub(batch_messages as u64),
+            rejected_before: count(1)?,
+        })
+    }
+
+    /// Rejections the limit allows after `messages` messages.
+    fn allowed(&self, messages: u64) -> u64 {
         match self.limit {
-            ErrorLimit::Unlimited => false,
-            ErrorLimit::Count(limit) => errors as u64 > limit,
-            ErrorLimit::Percent(percent) => (errors as u64) * 100 > u64::from(percent) * self.messages as u64,
+            ErrorLimit::Unlimited => u64::MAX,
+            ErrorLimit::Count(limit) => limit,
+            ErrorLimit::Percent(percent) => {
+                let allowed = u128::from(percent) * u128::from(messages.max(PERCENT_MIN_MESSAGES)) / 100;
+                u64::try_from(allowed).unwrap_or(u64::MAX)
+            }
         }
     }
 
-    fn describe(&self, errors: &[ErrorRow], batch: &Batch, job: &JobRuntime) -> String {
+    /// Rejections in a batch of `messages` after which the limit is certainly
+    /// crossed: isolating bad rows can stop there.
+    fn most_in_batch(&self, messages: usize) -> usize {
+        if self.limit == ErrorLimit::Unlimited {
+            return usize::MAX;
+        }
+        let allowed = self.allowed(self.messages_before.saturating_add(messages as u64));
+        let most = allowed.saturating_add(1).saturating_sub(self.rejected_before).max(1);
+        usize::try_from(most).unwrap_or(usize::MAX)
+    }
+
+    /// Position in `errors` (in message order) of the rejection that crosses the limit.
+    fn crossing(&self, errors: &[ErrorRow]) -> Option<usize> {
+        if self.limit == ErrorLimit::Unlimited {
+            return None;
+        }
+        errors.iter().enumerate().position(|(position, error)| {
+            let rejected = self.rejected_before.saturating_add(position as u64 + 1);
+            let messages = self.messages_before.saturating_add(u64::from(error.message) + 1);
+            rejected > self.allowed(messages)
+        })
+    }
+
+    fn describe(&self, position: usize, crossing: &ErrorRow, batch: &Batch, job: &JobRuntime) -> String {
         let limit = match self.limit {
             ErrorLimit::Unlimited => "none".to_string(),
             ErrorLimit::Count(n) => n.to_string(),
             ErrorLimit::Percent(p) => format!("{p}%"),
         };
-        let first = errors
-            .first()
-            .map(|e| {
-                let meta = &batch.messages[e.message as usize];
-                format!("; first: partition {} offset {}: {}", meta.partition, meta.offset, e.reason)
-            })
+        let rejected = self.rejected_before.saturating_add(position as u64 + 1);
+        let messages = self.messages_before.saturating_add(u64::from(crossing.message) + 1);
+        let at = batch
+            .messages
+            .get(crossing.message as usize)
+            .map(|meta| format!("partition {} offset {}", meta.partition, meta.offset))
             .unwrap_or_default();
         format!(
-            "error_limit exceeded: {} of {} messages rejected in one batch (limit {limit}); rows are in {}.flow_errors{first}",
-            errors.len(),
-            self.messages,
+            "error_limit exceeded: {rejected} of {messages} messages rejected since the job's offsets were last reset \
+             (limit {limit}); loaded up to {at}, rejected there: {}; rejected messages are in {}.flow_errors",
+            crossing.reason,
             crate::sql::ident(&job.config.target.staging_schema)
         )
     }
 }
 
-/// Loads `set` (all its rows), isolating rows the database rejects.
+/// The shard's rejections (messages it could not decode), of messages before `before` if given.
+fn shard_rejections(job: &JobRuntime, batch: &Batch, before: Option<u32>) -> Vec<ErrorRow> {
+    batch
+        .rejected
+        .iter()
+        .filter(|(message, _)| before.is_none_or(|before| *message < before))
+        .map(|(message, reason)| ErrorRow { message: *message, reason: reason.describe(&job.source_columns) })
+        .collect()
+}
+
+/// The offsets the batch covers through message `last`.
+fn ranges_through(batch: &Batch, last: u32) -> Vec<PartitionRange> {
+    let mut ranges: Vec<PartitionRange> = Vec::with_capacity(batch.partitions.len());
+    for meta in batch.messages.iter().take(last as usize + 1) {
+        match ranges.iter_mut().find(|r| r.partition == meta.partition) {
+            Some(range) => {
+                range.next = meta.offset + 1;
+                range.messages += 1;
+            }
+            None => {
+                let stored_before =
+                    batch.partitions.iter().find(|r| r.partition == meta.partition).map_or(-1, |r| r.stored_before);
+                ranges.push(PartitionRange {
+                    partition: meta.partition,
+                    stored_before,
+                    next: meta.offset + 1,
+                    messages: 1,
+                });
+            }
+        }
+    }
+    ranges
+}
+
+/// Advances the offsets of `ranges` and counts their messages: by
+/// compare-and-set for exactly-once (false: another consumer moved one),
+/// unconditionally for the modes whose positions live in the consumer group.
+async fn record_offsets(
+    transaction: &Transaction<'_>,
+    job: &JobRuntime,
+    ranges: &[PartitionRange],
+) -> Result<bool, Failure> {
+    if ranges.is_empty() {
+        return Ok(true);
+    }
+    let partitions: Vec<i32> = ranges.iter().map(|r| r.partition).collect();
+    let before: Vec<i64> = ranges.iter().map(|r| r.stored_before).collect();
+    let next: Vec<i64> = ranges.iter().map(|r| r.next).collect();
+    let messages: Vec<i64> = ranges.iter().map(|r| i64::from(r.messages)).collect();
+    let statement = if job.exactly_once { &job.bookkeeping.advance_offsets } else { &job.bookkeeping.record_offsets };
+    let advanced = transaction
+        .execute(statement, &[&job.name, &job.topic, &partitions, &before, &next, &messages])
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(!job.exactly_once || advanced == partitions.len() as u64)
+}
+
+/// Adds the rejections in `errors` to their partitions' counts.
+async fn add_rejected(
+    transaction: &Transaction<'_>,
+    job: &JobRuntime,
+    batch: &Batch,
+    errors: &[ErrorRow],
+) -> Result<(), Failure> {
+    let mut partitions: Vec<i32> = Vec::new();
+    let mut counts: Vec<i64> = Vec::new();
+    for error in errors {
+        let Some(meta) = batch.messages.get(error.message as usize) else { continue };
+        match partitions.iter().position(|&p| p == meta.partition) {
+            Some(i) => counts[i] += 1,
+            None => {
+                partitions.push(meta.partition);
+                counts.push(1);
+            }
+        }
+    }
+    transaction
+        .execute(&job.bookkeeping.add_rejected, &[&job.name, &job.topic, &partitions, &counts])
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(())
+}
+
+/// Rows of `set` that belong to messages before `before` (all without it):
+/// rows are in message order.
+fn rows_before(set: &RowSet, before: Option<u32>) -> usize {
+    match before {
+        None => set.len(),
+        Some(before) => set.messages.partition_point(|&m| m < before),
+    }
+}
+
+/// Loads the batch's rows — all of them, or those of messages before
+/// `before` — isolating rows the database refuses into `errors`. Each row set
+/// stops being isolated once it yielded `most` rejections (the limit is
+/// crossed by then; the caller loads up to the crossing instead).
+async fn load_rows(
+    transaction: &Transaction<'_>,
+    job: &JobRuntime,
+    shard: usize,
+    batch: &mut Batch,
+    before: Option<u32>,
+    errors: &mut Vec<ErrorRow>,
+    most: usize,
+) -> Result<u64, Failure> {
+    let mut rows = 0u64;
+    if let Some(greenplum) = &job.greenplum {
+        rows += match (before, batch.served.clone()) {
+            (None, _) => load_served(transaction, job, greenplum, shard, batch, errors, most).await?,
+            (Some(_), Some(served)) => {
+                let count = rows_before(&batch.fast, before);
+                load_served_through_coordinator(transaction, job, greenplum, batch, &served, count, errors, most)
+                    .await?
+            }
+            (Some(_), None) => 0,
+        };
+    } else {
+        let fast = Bytes::from(std::mem::take(&mut batch.fast.data));
+        let count = rows_before(&batch.fast, before);
+        let result = load_set(transaction, job, RowKind::Fast, &fast, &batch.fast, 0..count, errors, most).await;
+        batch.fast.data = reclaim(fast);
+        rows += result?;
+    }
+    let slow = Bytes::from(std::mem::take(&mut batch.slow.data));
+    let count = rows_before(&batch.slow, before);
+    let result = load_set(transaction, job, RowKind::Slow, &slow, &batch.slow, 0..count, errors, most).await;
+    batch.slow.data = reclaim(slow);
+    rows += result?;
+    Ok(rows)
+}
+
+/// Loads rows `rows` of `set`, isolating rows the database rejects; stops
+/// isolating after `most` rejections.
+#[allow(clippy::too_many_arguments)]
 async fn load_set(
     transaction: &Transaction<'_>,
     job: &JobRuntime,
     kind: RowKind,
     data: &Bytes,
     set: &RowSet,
+    rows: std::ops::Range<usize>,
     errors: &mut Vec<ErrorRow>,
-    limit: &Limit,
-) -> Result<SetResult, Failure> {
-    if set.is_empty() {
-        return Ok(SetResult::Loaded(0));
+    most: usize,
+) -> Result<u64, Failure> {
+    if rows.is_empty() {
+        return Ok(0);
     }
     let mut loaded = 0u64;
+    let mut found = 0usize;
     let mut pending = Vec::with_capacity(16);
-    pending.push(0..set.len());
+    pending.push(rows);
+    // Halves are pushed second half first: rows are settled in order.
     while let Some(rows) = pending.pop() {
-        transaction.batch_execute("SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
+        db::run(transaction, "SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
         match load_range(transaction, job, kind, data, set, rows.clone()).await {
             Ok(count) => {
-                transaction.batch_execute("RELEASE SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
+                db::run(transaction, "RELEASE SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
                 loaded += count;
             }
             Err(error) if is_row_error(&error) => {
-                transaction.batch_execute("ROLLBACK TO SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
+                db::run(transaction, "ROLLBACK TO SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
                 if rows.len() == 1 {
-                    errors.push(ErrorRow { message: set.messages[rows.start], reason: db::describe(&error) });
-                    if limit.exceeded(errors.len()) {
-                        return Ok(SetResult::LimitExceeded);
+                    let Some(&message) = set.messages.get(rows.start) else { continue };
+                    errors.push(ErrorRow { message, reason: db::describe(&error) });
+                    found += 1;
+                    if found >= most {
+                        return Ok(loaded);
                     }
                 } else {
                     let middle = rows.start + rows.len() / 2;
@@ -379,7 +583,7 @@ async fn load_set(
             Err(error) => return Err(classify(&error)),
         }
     }
-    Ok(SetResult::Loaded(loaded))
+    Ok(loaded)
 }
 
 /// WarehousePG / Greenplum: the segments read the batch's fast rows from the
@@ -395,19 +599,21 @@ async fn load_served(
     shard: usize,
     batch: &Batch,
     errors: &mut Vec<ErrorRow>,
-    limit: &Limit,
-) -> Result<SetResult, Failure> {
+    most: usize,
+) -> Result<u64, Failure> {
     let Some(served) = batch.served.as_ref().filter(|s| !s.row_ends.is_empty()) else {
-        return Ok(SetResult::Loaded(0));
+        return Ok(0);
     };
-    let table = &greenplum.tables[shard];
+    let Some(table) = greenplum.tables.get(shard) else {
+        return Err(Failure::Fatal(format!("internal error: no external table for shard {shard}")));
+    };
     // The error log outlives transactions: start from an empty one.
-    transaction.batch_execute(&greenplum::truncate_error_log(table)).await.map_err(|e| classify(&e))?;
-    transaction.batch_execute("SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+    db::run(transaction, &greenplum::truncate_error_log(table)).await.map_err(|e| classify(&e))?;
+    db::run(transaction, "SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
     let mut inserted = 0u64;
     let mut failure = None;
-    for insert in &greenplum.inserts[shard] {
-        match transaction.execute(insert.as_str(), &[]).await {
+    for insert in greenplum.inserts.get(shard).into_iter().flatten() {
+        match db::run(transaction, insert).await {
             Ok(n) => inserted += n,
             Err(error) => {
                 failure = Some(error);
@@ -424,8 +630,10 @@ async fn load_served(
                 error = %db::describe(&error),
                 "a served row was refused; loading this batch through the coordinator to isolate it"
             );
-            transaction.batch_execute("ROLLBACK TO SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
-            return load_served_through_coordinator(transaction, job, greenplum, batch, served, errors, limit).await;
+            db::run(transaction, "ROLLBACK TO SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+            let count = served.row_ends.len();
+            return load_served_through_coordinator(transaction, job, greenplum, batch, served, count, errors, most)
+                .await;
         }
         Some(error) => {
             let message = db::describe(&error);
@@ -439,54 +647,61 @@ async fn load_served(
             return Err(classify(&error));
         }
     }
-    transaction.batch_execute("RELEASE SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
+    db::run(transaction, "RELEASE SAVEPOINT flowserver_served").await.map_err(|e| classify(&e))?;
     let rejected = transaction.query(&greenplum::read_error_log(table), &[]).await.map_err(|e| classify(&e))?;
     let mut seen_rows = std::collections::BTreeSet::new();
     for row in rejected {
-        let line: Option<i64> = row.get(0);
-        let reason: String = row.get(1);
+        let line: Option<i64> = row.try_get(0).unwrap_or(None);
+        let reason: Option<String> = row.try_get(1).unwrap_or(None);
         // Each INSERT scans the table once: several target tables log a bad row several times.
         let Some(index) = line.and_then(|l| usize::try_from(l - 1).ok()) else { continue };
         if !seen_rows.insert(index) {
             continue;
         }
         let Some(&message) = batch.fast.messages.get(index) else { continue };
+        let reason = reason.unwrap_or_else(|| "rejected by a segment (no message in its error log)".to_string());
         errors.push(ErrorRow { message, reason });
-        if limit.exceeded(errors.len()) {
-            return Ok(SetResult::LimitExceeded);
-        }
     }
-    Ok(SetResult::Loaded(inserted))
+    Ok(inserted)
 }
 
+/// Loads the first `count` fast rows of a served batch through the
+/// coordinator, isolating bad rows.
+#[allow(clippy::too_many_arguments)]
 async fn load_served_through_coordinator(
     transaction: &Transaction<'_>,
     job: &JobRuntime,
     greenplum: &GreenplumLoad,
     batch: &Batch,
     served: &flowserver_engine::gpfdist::ServedBatch,
+    count: usize,
     errors: &mut Vec<ErrorRow>,
-    limit: &Limit,
-) -> Result<SetResult, Failure> {
+    most: usize,
+) -> Result<u64, Failure> {
     match greenplum.format {
         ServedFormat::FsFormatter => {
             // fs_formatter rows are binary COPY tuples behind a length word.
             let mut rows = RowSet::default();
             rows.data.reserve(served.data.len());
             let mut start = 0usize;
-            for &end in &served.row_ends {
-                rows.data.extend_from_slice(&served.data[start + 4..end as usize]);
+            for &end in served.row_ends.iter().take(count) {
+                let end = end as usize;
+                let Some(tuple) = served.data.get(start + 4..end) else {
+                    return Err(Failure::Fatal("internal error: a served row is shorter than its length word".into()));
+                };
+                rows.data.extend_from_slice(tuple);
                 rows.ends.push(rows.data.len() as u32);
-                start = end as usize;
+                start = end;
             }
-            rows.messages.clone_from(&batch.fast.messages);
+            rows.messages.extend(batch.fast.messages.iter().take(count));
             let data = Bytes::from(std::mem::take(&mut rows.data));
-            load_set(transaction, job, RowKind::Fast, &data, &rows, errors, limit).await
+            let len = rows.len();
+            load_set(transaction, job, RowKind::Fast, &data, &rows, 0..len, errors, most).await
         }
         // The shard kept the source columns' tuples next to the CSV it served.
         ServedFormat::Csv => {
             let data = Bytes::copy_from_slice(&batch.fast.data);
-            load_set(transaction, job, RowKind::Slow, &data, &batch.fast, errors, limit).await
+            load_set(transaction, job, RowKind::Slow, &data, &batch.fast, 0..count, errors, most).await
         }
     }
 }
@@ -507,7 +722,7 @@ async fn load_range(
         RowKind::Slow => (&plan.copy_slow, Some(&plan.truncate_slow), &plan.insert_slow),
     };
     if let Some(truncate) = truncate {
-        transaction.batch_execute(truncate).await?;
+        db::run(transaction, truncate).await?;
     }
     let statement = transaction.prepare(copy).await?;
     let sink = transaction.copy_in::<_, Bytes>(&statement).await?;
@@ -522,7 +737,7 @@ async fn load_range(
     }
     let mut inserted = 0;
     for insert in inserts.iter() {
-        inserted += transaction.execute(insert.as_str(), &[]).await?;
+        inserted += db::run(transaction, insert).await?;
     }
     Ok(inserted)
 }
@@ -566,14 +781,22 @@ fn reclaim(bytes: Bytes) -> Vec<u8> {
     }
 }
 
-/// Errors that belong to the rows, not to the session or the job.
-fn is_row_error(error: &tokio_postgres::Error) -> bool {
+/// Errors one message can cause, which are therefore row errors: its data
+/// (class 22: conversions, encodings, NUL in text, malformed json), the
+/// target's constraints (23), what the job's own SQL — mappings, filters,
+/// user-defined functions — does with it (21 a subquery's cardinality; 2F,
+/// 38, 39 routine exceptions; P0 raised by PL/pgSQL; 57014 a statement
+/// cancelled, say by a statement_timeout a pathological value ran into), and
+/// the server's limits on one value (54: stack depth of a deeply nested
+/// document, a statement too complex, a value too big for an index).
+/// Everything else belongs to the session or the job: the connection,
+/// permissions, the target's shape, resources, the server itself. Isolation by
+/// halves also settles an error that does not repeat: its rows load.
+pub(crate) fn is_row_error(error: &tokio_postgres::Error) -> bool {
     let Some(code) = error.code() else { return false };
     let code = code.code();
-    code.starts_with("22") // data exception
-        || code.starts_with("23") // integrity constraint violation
-        || code.starts_with("P0") // raised by a trigger or function
-        || code == SqlState::PROGRAM_LIMIT_EXCEEDED.code()
+    let class = code.get(..2).unwrap_or_default();
+    matches!(class, "21" | "22" | "23" | "2F" | "38" | "39" | "54" | "P0") || code == SqlState::QUERY_CANCELED.code()
 }
 
 fn classify(error: &tokio_postgres::Error) -> Failure {
@@ -595,4 +818,74 @@ fn classify(error: &tokio_postgres::Error) -> Failure {
 
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(30))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: ErrorLimit, messages_before: u64, rejected_before: u64) -> ErrorBudget {
+        ErrorBudget { limit, messages_before, rejected_before }
+    }
+
+    fn rejections(messages: &[u32]) -> Vec<ErrorRow> {
+        messages.iter().map(|&message| ErrorRow { message, reason: String::new() }).collect()
+    }
+
+    #[test]
+    fn a_count_is_crossed_by_the_rejection_past_it_wherever_batches_end() {
+        // Rejections at messages 10, 20, 30, 40 of one stream, limit 2: the third crosses it.
+        let whole = budget(ErrorLimit::Count(2), 0, 0);
+        assert_eq!(whole.crossing(&rejections(&[10, 20, 30, 40])), Some(2));
+        // The same stream in two batches: the first holds two, the second crosses at its first.
+        let first = budget(ErrorLimit::Count(2), 0, 0);
+        assert_eq!(first.crossing(&rejections(&[10, 20])), None);
+        let second = budget(ErrorLimit::Count(2), 25, 2);
+        assert_eq!(second.crossing(&rejections(&[5, 15])), Some(0));
+        assert_eq!(budget(ErrorLimit::Count(0), 0, 0).crossing(&rejections(&[3])), Some(0));
+        assert_eq!(budget(ErrorLimit::Unlimited, 0, 0).crossing(&rejections(&[0, 1, 2])), None);
+    }
+
+    #[test]
+    fn a_percentage_is_judged_on_at_least_a_thousand_messages() {
+        // One bad message alone, in a job's first batch: 1 of 1, not 100 %.
+        assert_eq!(budget(ErrorLimit::Percent(1), 0, 0).crossing(&rejections(&[0])), None);
+        // 1 % of the first thousand allows ten.
+        let ten: Vec<u32> = (0..10).collect();
+        assert_eq!(budget(ErrorLimit::Percent(1), 0, 0).crossing(&rejections(&ten)), None);
+        let eleven: Vec<u32> = (0..11).collect();
+        assert_eq!(budget(ErrorLimit::Percent(1), 0, 0).crossing(&rejections(&eleven)), Some(10));
+        // After a million messages with 5 rejected, a batch of three with one bad one is fine.
+        assert_eq!(budget(ErrorLimit::Percent(1), 1_000_000, 5).crossing(&rejections(&[1])), None);
+        // 10 % over 5000 messages: the 501st rejection crosses when read at message 5000.
+        assert_eq!(budget(ErrorLimit::Percent(10), 4999, 500).crossing(&rejections(&[0])), Some(0));
+        assert_eq!(budget(ErrorLimit::Percent(10), 5000, 499).crossing(&rejections(&[9])), None);
+        assert_eq!(budget(ErrorLimit::Percent(100), 0, 0).crossing(&rejections(&[0, 1, 2])), None);
+    }
+
+    #[test]
+    fn isolation_stops_only_where_the_limit_is_certainly_crossed() {
+        assert_eq!(budget(ErrorLimit::Unlimited, 0, 0).most_in_batch(100), usize::MAX);
+        assert_eq!(budget(ErrorLimit::Count(5), 0, 0).most_in_batch(100), 6);
+        assert_eq!(budget(ErrorLimit::Count(5), 0, 4).most_in_batch(100), 2);
+        assert_eq!(budget(ErrorLimit::Count(5), 0, 9).most_in_batch(100), 1);
+        assert_eq!(budget(ErrorLimit::Percent(1), 0, 0).most_in_batch(100), 11);
+        assert_eq!(budget(ErrorLimit::Percent(1), 99_900, 0).most_in_batch(100), 1001);
+        // Finding `most` rejections always means a crossing, wherever they are in the batch.
+        for (limit, before, rejected, batch) in [
+            (ErrorLimit::Count(3), 0, 0, 50u32),
+            (ErrorLimit::Count(3), 10, 2, 50),
+            (ErrorLimit::Percent(2), 0, 0, 5000),
+            (ErrorLimit::Percent(2), 3000, 50, 900),
+        ] {
+            let b = budget(limit, before, rejected);
+            let most = b.most_in_batch(batch as usize);
+            let at_end: Vec<u32> = (batch - most as u32..batch).collect();
+            assert!(b.crossing(&rejections(&at_end)).is_some(), "{limit:?} {before} {rejected} {batch}");
+            if most > 1 {
+                let fewer: Vec<u32> = (batch - most as u32 + 1..batch).collect();
+                assert!(b.crossing(&rejections(&fewer)).is_none(), "{limit:?} {before} {rejected} {batch}");
+            }
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Database sessions: connecting, telling PostgreSQL from WarehousePG /
 //! Greenplum, and reading what the start checks need from the catalog.
 
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config, GenericClient, NoTls};
 
 use crate::jobspec::DatabaseTarget;
 use crate::load_plan::TargetColumn;
@@ -52,6 +52,16 @@ pub enum TargetKind {
 
 pub fn endpoint(target: &DatabaseTarget) -> String {
     format!("{}:{}/{}", target.host, target.port, target.dbname)
+}
+
+/// Runs one statement without parameters through the extended protocol, in
+/// one round trip, and returns the rows it affected. The server parses the
+/// text as a single statement, so text that ends the statement early and
+/// starts another (from a job file's mapping, say) is refused, never run.
+/// Every statement flowserver sends goes through this or a prepared
+/// statement: the simple query protocol is never used (clippy.toml).
+pub async fn run<C: GenericClient + Sync>(client: &C, statement: &str) -> Result<u64, tokio_postgres::Error> {
+    client.execute_typed(statement, &[]).await
 }
 
 /// Opens a session; its connection task runs on the current tokio runtime.

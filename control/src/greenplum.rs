@@ -16,7 +16,6 @@
 //! reused; without it the name derives from the job and the table is dropped
 //! and created again at every start, as FlowServer does.
 
-use crate::jobspec::ErrorLimit;
 use crate::load_plan::RelationShape;
 use crate::sql::{ident, literal};
 
@@ -50,25 +49,21 @@ pub struct TableSpec<'a> {
     pub location: &'a str,
     pub shape: &'a RelationShape,
     pub format: ServedFormat,
-    pub error_limit: ErrorLimit,
     pub reuse: bool,
 }
 
 /// The external table of one (job, shard).
 pub fn external_table(spec: TableSpec<'_>) -> ExternalTable {
-    let TableSpec { staging_schema, job, shard, location, shape, format, error_limit, reuse } = spec;
+    let TableSpec { staging_schema, job, shard, location, shape, format, reuse } = spec;
     let format_clause = match format {
         ServedFormat::FsFormatter => "FORMAT 'CUSTOM' (formatter='fs_formatter_in')".to_string(),
         ServedFormat::Csv => "FORMAT 'CSV' (DELIMITER ',' QUOTE '\"' ESCAPE '\"' NULL '')".to_string(),
     };
-    // SREH catches rows a segment cannot read; flowserver's own limit is applied per batch afterwards.
-    let reject = match error_limit {
-        ErrorLimit::Unlimited => "2147483647 ROWS".to_string(),
-        ErrorLimit::Count(n) => format!("{} ROWS", n.clamp(2, i32::MAX as u64)),
-        ErrorLimit::Percent(p) => format!("{p} PERCENT"),
-    };
+    // SREH catches rows a segment cannot read, into the error log; it never
+    // fails the statement: flowserver judges error_limit over the job's whole
+    // span (committer), not one statement's rows.
     let body = format!(
-        "({}) LOCATION ({}) {format_clause} ENCODING 'UTF8' LOG ERRORS SEGMENT REJECT LIMIT {reject}",
+        "({}) LOCATION ({}) {format_clause} ENCODING 'UTF8' LOG ERRORS SEGMENT REJECT LIMIT 2147483647 ROWS",
         shape.column_definitions(),
         literal(location)
     );
@@ -145,7 +140,6 @@ mod tests {
             location: &location,
             shape: &shape,
             format: ServedFormat::FsFormatter,
-            error_limit: ErrorLimit::Count(5),
             reuse: false,
         });
         assert_eq!(table.name, "\"stage\".\"flowserver_ext_orders_s1\"");
@@ -153,7 +147,7 @@ mod tests {
             table.create,
             "CREATE READABLE EXTERNAL TABLE \"stage\".\"flowserver_ext_orders_s1\" (\"__fs_t0_c0\" integer, \"value\" text) \
              LOCATION ('gpfdist://etl1:6071/orders') FORMAT 'CUSTOM' (formatter='fs_formatter_in') ENCODING 'UTF8' \
-             LOG ERRORS SEGMENT REJECT LIMIT 5 ROWS"
+             LOG ERRORS SEGMENT REJECT LIMIT 2147483647 ROWS"
         );
         assert_eq!(table.drop, "DROP EXTERNAL TABLE IF EXISTS \"stage\".\"flowserver_ext_orders_s1\"");
         assert_eq!(
@@ -165,24 +159,22 @@ mod tests {
     #[test]
     fn reused_tables_are_named_by_their_whole_definition() {
         let shape = shape();
-        let make = |format, error_limit| {
+        let make = |format, location| {
             external_table(TableSpec {
                 staging_schema: "s",
                 job: "j",
                 shard: 0,
-                location: "gpfdist://h:1/j",
+                location,
                 shape: &shape,
                 format,
-                error_limit,
                 reuse: true,
             })
         };
-        let a = make(ServedFormat::FsFormatter, ErrorLimit::Count(5));
+        let a = make(ServedFormat::FsFormatter, "gpfdist://h:1/j");
         assert!(a.create.starts_with("CREATE READABLE EXTERNAL TABLE \"s\".\"flowserver_ext_"));
-        assert_eq!(a, make(ServedFormat::FsFormatter, ErrorLimit::Count(5)));
-        assert_ne!(a.name, make(ServedFormat::Csv, ErrorLimit::Count(5)).name);
-        assert_ne!(a.name, make(ServedFormat::FsFormatter, ErrorLimit::Percent(5)).name);
-        assert!(make(ServedFormat::Csv, ErrorLimit::Unlimited).create.contains("2147483647 ROWS"));
+        assert_eq!(a, make(ServedFormat::FsFormatter, "gpfdist://h:1/j"));
+        assert_ne!(a.name, make(ServedFormat::Csv, "gpfdist://h:1/j").name);
+        assert_ne!(a.name, make(ServedFormat::FsFormatter, "gpfdist://h:2/j").name);
     }
 
     #[test]
@@ -197,11 +189,9 @@ mod tests {
             location: "gpfdist://h:1/x",
             shape: &shape,
             format: ServedFormat::FsFormatter,
-            error_limit: ErrorLimit::Count(1),
             reuse: false,
         });
         assert!(table.name.ends_with("_s3\""), "{}", table.name);
         assert!(table.name.len() < 80);
-        assert!(table.create.contains("LIMIT 2 ROWS"), "Greenplum's minimum is 2");
     }
 }

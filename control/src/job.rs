@@ -149,7 +149,8 @@ impl JobRuntime {
         server: &ServerContext,
     ) -> Result<Arc<JobRuntime>, ControlError> {
         let target = &config.target;
-        let client = db::connect(target, &format!("flowserver:{name}:start")).await.map_err(ControlError::database)?;
+        let mut client =
+            db::connect(target, &format!("flowserver:{name}:start")).await.map_err(ControlError::database)?;
         let kind = db::target_kind(&client).await.map_err(ControlError::database)?;
         if !db::schema_exists(&client, &target.staging_schema).await.map_err(ControlError::database)? {
             return Err(ControlError::StartCheck(format!(
@@ -158,16 +159,9 @@ impl JobRuntime {
             )));
         }
         let bookkeeping = BookkeepingSql::new(&target.staging_schema);
-        // Two jobs starting at once must not race to create the same tables.
-        client
-            .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock(hashtext('flowserver bookkeeping')); {}; {}; COMMIT",
-                bookkeeping.create_offsets, bookkeeping.create_errors
-            ))
-            .await
-            .map_err(|e| {
-                ControlError::StartCheck(format!("cannot create flowserver's tables: {}", db::describe(&e)))
-            })?;
+        prepare_bookkeeping(&mut client, &bookkeeping, &target.staging_schema).await.map_err(|e| {
+            ControlError::StartCheck(format!("cannot create flowserver's tables: {}", db::describe(&e)))
+        })?;
 
         let mut tables = Vec::with_capacity(target.tables.len());
         for (index, table) in target.tables.iter().enumerate() {
@@ -211,7 +205,7 @@ impl JobRuntime {
             TargetKind::Greenplum => Some(prepare_greenplum(&client, name, &config, &plan, server).await?),
         };
         if !options.skip_explain {
-            explain(&client, &plan, greenplum.as_ref()).await?;
+            explain(&mut client, &plan, greenplum.as_ref()).await?;
         }
 
         let source_columns = match &source.format {
@@ -281,7 +275,7 @@ impl JobRuntime {
             let partitions: Vec<i32> = moved.iter().map(|m| m.0).collect();
             let offsets: Vec<i64> = moved.iter().map(|m| m.1).collect();
             client
-                .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets])
+                .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets, &false])
                 .await
                 .map_err(|e| ControlError::StartCheck(format!("cannot store offsets: {}", db::describe(&e))))?;
         }
@@ -307,14 +301,16 @@ impl JobRuntime {
             })
             .await?;
         tracing::info!(job = %self.name, ?targets, "offsets reset");
-        if self.exactly_once {
-            let partitions: Vec<i32> = targets.iter().map(|t| t.0).collect();
-            let offsets: Vec<i64> = targets.iter().map(|t| t.1).collect();
-            client
-                .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets])
-                .await
-                .map_err(|e| ControlError::StartCheck(format!("cannot reset offsets: {}", db::describe(&e))))?;
-        } else if let Ok(mut overrides) = self.start_overrides.lock() {
+        // A reset starts a new span for error_limit in every mode.
+        let partitions: Vec<i32> = targets.iter().map(|t| t.0).collect();
+        let offsets: Vec<i64> = targets.iter().map(|t| t.1).collect();
+        client
+            .execute(&self.bookkeeping.reset_offsets, &[&self.name, &self.topic, &partitions, &offsets, &true])
+            .await
+            .map_err(|e| ControlError::StartCheck(format!("cannot reset offsets: {}", db::describe(&e))))?;
+        if !self.exactly_once
+            && let Ok(mut overrides) = self.start_overrides.lock()
+        {
             overrides.extend(targets);
         }
         Ok(())
@@ -558,6 +554,31 @@ impl JobRuntime {
     }
 }
 
+/// Creates flow_offsets and flow_errors, and upgrades a flow_offsets written
+/// by an older flowserver in place (its offsets stay; the counts start at 0).
+/// Two jobs starting at once must not race to create the same tables.
+async fn prepare_bookkeeping(
+    client: &mut tokio_postgres::Client,
+    bookkeeping: &BookkeepingSql,
+    staging_schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    db::run(&transaction, "SELECT pg_advisory_xact_lock(hashtext('flowserver bookkeeping'))").await?;
+    db::run(&transaction, &bookkeeping.create_offsets).await?;
+    db::run(&transaction, &bookkeeping.create_errors).await?;
+    let columns: Vec<String> = transaction
+        .query(bookkeeping.offsets_columns, &[&staging_schema])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if !columns.iter().any(|c| c == "rejected") || !columns.iter().any(|c| c == "messages") {
+        tracing::info!(schema = staging_schema, "adding the error_limit counts to flow_offsets");
+        db::run(&transaction, &bookkeeping.upgrade_offsets).await?;
+    }
+    transaction.commit().await
+}
+
 /// Installs fs_formatter if needed (falling back to CSV when it cannot be
 /// installed) and creates one external table per shard.
 async fn prepare_greenplum(
@@ -581,8 +602,8 @@ async fn prepare_greenplum(
     let format = if installed {
         ServedFormat::FsFormatter
     } else {
-        match client.batch_execute("CREATE EXTENSION IF NOT EXISTS fs_formatter").await {
-            Ok(()) => {
+        match db::run(client, "CREATE EXTENSION IF NOT EXISTS fs_formatter").await {
+            Ok(_) => {
                 tracing::info!(job, "created extension fs_formatter");
                 ServedFormat::FsFormatter
             }
@@ -621,7 +642,6 @@ async fn prepare_greenplum(
             location: &location,
             shape,
             format,
-            error_limit: target.error_limit,
             reuse: server.reuse_tables,
         });
         let cannot_create = |e: &tokio_postgres::Error| {
@@ -634,15 +654,16 @@ async fn prepare_greenplum(
                 .map_err(|e| cannot_create(&e))?
                 .get(0);
             if !exists {
-                match client.batch_execute(&table.create).await {
-                    Ok(()) => {}
+                match db::run(client, &table.create).await {
+                    Ok(_) => {}
                     // Another job with the same definition created it meanwhile.
                     Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_TABLE) => {}
                     Err(e) => return Err(cannot_create(&e)),
                 }
             }
         } else {
-            client.batch_execute(&format!("{}; {}", table.drop, table.create)).await.map_err(|e| cannot_create(&e))?;
+            db::run(client, &table.drop).await.map_err(|e| cannot_create(&e))?;
+            db::run(client, &table.create).await.map_err(|e| cannot_create(&e))?;
         }
         inserts.push(inserts_of.inserts(&table.name));
         tables.push(table);
@@ -652,30 +673,49 @@ async fn prepare_greenplum(
 }
 
 /// Checks every generated statement against the target inside a transaction
-/// that is rolled back.
+/// that is rolled back. Each statement is parsed alone (extended protocol), so
+/// a mapping that ends the statement early fails here and runs nothing.
 async fn explain(
-    client: &tokio_postgres::Client,
+    client: &mut tokio_postgres::Client,
     plan: &LoadPlan,
     greenplum: Option<&GreenplumLoad>,
 ) -> Result<(), ControlError> {
-    let mut statements = vec!["BEGIN".to_string()];
-    statements.extend(plan.create_staging.iter().cloned());
     let served = greenplum.and_then(|g| g.inserts.first()).cloned().unwrap_or_default();
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| ControlError::StartCheck(format!("cannot check the generated SQL: {}", db::describe(&e))))?;
     let result = async {
-        for statement in &statements {
-            client.batch_execute(statement).await.map_err(|e| db::describe(&e))?;
+        for statement in &plan.create_staging {
+            db::run(&transaction, statement).await.map_err(|e| format!("{}\n  in: {statement}", explain_error(&e)))?;
         }
         for insert in plan.insert_fast.iter().chain(&plan.insert_slow).chain(&served) {
-            client
-                .batch_execute(&format!("EXPLAIN {insert}"))
+            db::run(&transaction, &format!("EXPLAIN {insert}"))
                 .await
-                .map_err(|e| format!("{}\n  in: {insert}", db::describe(&e)))?;
+                .map_err(|e| format!("{}\n  in: {insert}", explain_error(&e)))?;
         }
         Ok::<_, String>(())
     }
     .await;
-    let _ = client.batch_execute("ROLLBACK").await;
+    // Dropping the transaction rolls it back; say so explicitly to see a failure.
+    if let Err(error) = transaction.rollback().await {
+        tracing::debug!(error = %db::describe(&error), "rollback after EXPLAIN");
+    }
     result.map_err(|reason| ControlError::StartCheck(format!("the generated SQL does not fit the target: {reason}")))
+}
+
+/// The database's message, with a hint when a statement was more than one.
+fn explain_error(error: &tokio_postgres::Error) -> String {
+    let message = db::describe(error);
+    if error.code() == Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR)
+        && message.contains("cannot insert multiple commands into a prepared statement")
+    {
+        return format!(
+            "{message}: a mapping, filter or filter_expression of the job ends the statement and starts another; \
+             each must be one SQL expression"
+        );
+    }
+    message
 }
 
 /// A started job: what its owner keeps to stop it and learn how it ended.

@@ -448,6 +448,15 @@ pub fn wait_count(query: &str, expected: i64, timeout: Duration) -> Result<()> {
     }
 }
 
+/// Polls `condition` until it holds, failing with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "{what}: condition not met in time");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Runs a script from `scripts/` with arguments.
 pub fn script(name: &str, args: &[&str]) -> Result<String> {
     let output = Command::new(workspace_root().join("scripts").join(name))

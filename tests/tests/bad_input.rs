@@ -92,7 +92,7 @@ fn rows_the_database_refuses_go_to_flow_errors_with_the_raw_message() {
 }
 
 #[test]
-fn past_error_limit_the_job_stops_in_error_and_offsets_stay() {
+fn past_error_limit_the_job_loads_up_to_the_message_that_crossed_it_and_stops_in_error() {
     let topic = unique("limit");
     let table = unique("limit_t");
     create_topic(&topic, 1);
@@ -101,6 +101,7 @@ fn past_error_limit_the_job_stops_in_error_and_offsets_stay() {
     for bad in ["x", "y", "z"] {
         messages.push(format!(r#"{{"id": "{bad}"}}"#).into_bytes());
     }
+    messages.push(br#"{"id": 99}"#.to_vec());
     produce(&topic, 1, messages);
     let server = Server::start();
     let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 1000", "    error_limit: 2");
@@ -108,13 +109,63 @@ fn past_error_limit_the_job_stops_in_error_and_offsets_stay() {
     let status = server.wait_state(&table, "error", TIMEOUT);
     assert_eq!(
         status["message"],
-        "error_limit exceeded: 3 of 13 messages rejected in one batch (limit 2); rows are in \"public\".flow_errors; \
-         first: partition 0 offset 10: invalid input syntax for type integer: \"x\""
+        "error_limit exceeded: 3 of 13 messages rejected since the job's offsets were last reset (limit 2); \
+         loaded up to partition 0 offset 12, rejected there: invalid input syntax for type integer: \"z\"; \
+         rejected messages are in \"public\".flow_errors"
     );
-    // Nothing of the batch is loaded, its offsets did not move, its bad rows are kept.
+    // Loaded up to the message that crossed the limit; the one after it waits.
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {table}")), 10);
+    assert_eq!(stored_offsets(&table, &topic), vec![(0, 13)]);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM public.flow_errors WHERE job = '{table}'")), 3);
+}
+
+#[test]
+fn a_mapping_that_smuggles_a_second_statement_runs_nothing_and_fails_the_start() {
+    let topic = unique("inject");
+    let table = unique("inject_t");
+    let victim = unique("victim");
+    create_topic(&topic, 1);
+    sql(&format!("CREATE TABLE {table} (id int, body text); CREATE TABLE {victim} (x int)"));
+    let server = Server::start();
+    let mapping = format!(
+        "1) FROM (SELECT 1 AS \"__fs_t0_c0\", '{{}}'::json AS value) s; COMMIT; drop table if exists public.{victim}; --"
+    );
+    let job = job_yaml(
+        &topic,
+        &json_value("json"),
+        "      consistency: exactly-once",
+        "        interval_ms: 200",
+        &insert_table(&table, &[("id", &mapping), ("body", "value->>'body'")]),
+        "",
+    );
+    assert!(server.submit_yaml(&table, &job, &[]).success, "{}", server.output());
+    let out = server.cli(&["start", &table]);
+    assert!(!out.success);
+    assert!(
+        out.stderr.starts_with(
+            "flowcli: the generated SQL does not fit the target: cannot insert multiple commands into a prepared \
+             statement: a mapping, filter or filter_expression of the job ends the statement and starts another; \
+             each must be one SQL expression"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM pg_tables WHERE tablename = '{victim}'")), 1);
+
+    // Without the check the first batch fails the same way, and still runs nothing.
+    produce(&topic, 1, id_messages(0..3));
+    server.ok(&["start", &table, "--skip-explain"]);
+    let status = server.wait_state(&table, "error", TIMEOUT);
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot insert multiple commands into a prepared statement"),
+        "{status}"
+    );
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM pg_tables WHERE tablename = '{victim}'")), 1);
     assert_eq!(query_i64(&format!("SELECT count(*) FROM {table}")), 0);
     assert!(stored_offsets(&table, &topic).is_empty());
-    assert_eq!(query_i64(&format!("SELECT count(*) FROM public.flow_errors WHERE job = '{table}'")), 3);
 }
 
 #[test]

@@ -28,7 +28,7 @@ fn kill_9_in_the_middle_of_a_load(server_config: &str) {
     let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 200\n        max_count: 4000", "");
     assert!(server.submit_yaml(&table, &job, &["--start"]).success);
     // Kill while the load is under way: some batches committed, others not.
-    wait_until_named("20k rows", || query_i64(&format!("SELECT count(*) FROM {table}")) >= 20_000);
+    wait_until("20k rows", TIMEOUT, || query_i64(&format!("SELECT count(*) FROM {table}")) >= 20_000);
     let before_kill = query_i64(&format!("SELECT count(*) FROM {table}"));
     assert!(before_kill < total, "the load finished before the kill; make it bigger");
     server.kill();
@@ -84,26 +84,18 @@ fn other_consistency_modes_keep_offsets_in_the_consumer_group() {
         assert!(stored_offsets(&table, &topic).is_empty(), "{mode} must not store offsets in the database");
         let group = format!("flowserver.{table}");
         if group_commits {
-            wait_until_named(mode, || group_committed(&group, &topic, 2) == vec![300, 300]);
+            wait_until(mode, TIMEOUT, || group_committed(&group, &topic, 2) == vec![300, 300]);
         }
         // Stop, produce more, start: the group's offsets decide where reading resumes.
         server.ok(&["stop", &table]);
         if !group_commits {
             // Auto-commit happens on a timer and on close; the close commits.
-            wait_until_named(mode, || group_committed(&group, &topic, 2) == vec![300, 300]);
+            wait_until(mode, TIMEOUT, || group_committed(&group, &topic, 2) == vec![300, 300]);
         }
         produce(&topic, 2, id_messages(600..800));
         server.ok(&["start", &table]);
         wait_count(&format!("SELECT count(*) FROM {table}"), 800, TIMEOUT).unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert_eq!(query_i64(&format!("SELECT count(DISTINCT id) FROM {table}")), 800, "{mode}");
         server.ok(&["stop", &table]);
-    }
-}
-
-fn wait_until_named(what: &str, condition: impl Fn() -> bool) {
-    let deadline = std::time::Instant::now() + TIMEOUT;
-    while !condition() {
-        assert!(std::time::Instant::now() < deadline, "{what}: condition not met in time");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
