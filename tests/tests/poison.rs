@@ -124,3 +124,54 @@ fn a_corpus_of_poison_messages_in_one_batch_becomes_error_rows_and_the_rest_load
     // Nothing of the corpus stopped the server.
     assert!(server.cli(&["list"]).success);
 }
+
+#[test]
+fn poison_csv_messages_become_error_rows_and_the_rest_loads() {
+    let topic = unique("poison_csv");
+    let table = unique("poison_csv_t");
+    create_topic(&topic, 1);
+    sql(&format!("CREATE TABLE {table} (id int, note text, amount numeric(8,2))"));
+    let many_fields = format!("4,x{}", ",".repeat(100_000)).into_bytes();
+    let messages: Vec<(bool, Vec<u8>)> = vec![
+        (true, b"1,first,1.50".to_vec()),
+        (false, b"\xff\xfe,x,1".to_vec()),
+        (false, b"2,a\x00b,1".to_vec()),
+        (false, b"3,\"unterminated,1".to_vec()),
+        (false, b"99999999999,x,1".to_vec()),
+        (false, b"5,x,1e999".to_vec()),
+        (false, many_fields),
+        (false, b"6,\xc3\x28,1".to_vec()),
+        (true, b"7,last,2".to_vec()),
+    ];
+    produce(&topic, 1, messages.iter().map(|(_, m)| m.clone()));
+    let job = job_yaml(
+        &topic,
+        "      csv:
+        columns:
+          - name: id
+            type: int
+          - name: note
+            type: text
+          - name: amount
+            type: numeric(8,2)",
+        "      consistency: exactly-once",
+        "        interval_ms: 1000",
+        &insert_table(&table, &[("id", "id"), ("note", "note"), ("amount", "amount")]),
+        "",
+    );
+    let server = Server::start();
+    assert!(server.submit_yaml(&table, &job, &[]).success);
+    server.ok(&["start", &table, "--stop-at-eof"]);
+    assert_eq!(server.state(&table), "success");
+    assert_eq!(query_strings(&format!("SELECT string_agg(id::text, ',' ORDER BY id) FROM {table}")), vec!["1,7"]);
+    let kept: Vec<(i64, Vec<u8>)> = pg()
+        .query("SELECT \"offset\", raw FROM public.flow_errors WHERE job = $1 ORDER BY \"offset\"", &[&table])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected: Vec<(i64, Vec<u8>)> =
+        messages.iter().enumerate().filter(|(_, (good, _))| !good).map(|(i, (_, m))| (i as i64, m.clone())).collect();
+    assert_eq!(kept, expected);
+    assert_eq!(stored_offsets(&table, &topic), vec![(0, messages.len() as i64)]);
+}
