@@ -109,10 +109,10 @@ fn expected_count_message() -> String {
 }
 
 #[test]
-fn a_count_is_crossed_at_the_same_message_in_one_batch_or_in_many() {
+fn a_count_is_crossed_at_the_same_message_at_any_interval_ms_and_max_count() {
     let server = Server::start();
     for batch in
-        ["        interval_ms: 300\n        max_count: 10000", "        interval_ms: 300\n        max_count: 37"]
+        ["        interval_ms: 2000", "        interval_ms: 20", "        interval_ms: 300\n        max_count: 37"]
     {
         let (topic, table) = prepare("cnt", 1);
         produce(&topic, 1, messages(COUNT_TOTAL, |i| COUNT_BAD.contains(&i)));
@@ -172,9 +172,7 @@ fn a_percentage_is_crossed_at_the_same_message_whatever_the_batches() {
         state: "error".into(),
     };
     let server = Server::start();
-    for batch in
-        ["        interval_ms: 300\n        max_count: 10000", "        interval_ms: 300\n        max_count: 53"]
-    {
+    for batch in ["        interval_ms: 1500", "        interval_ms: 20\n        max_count: 53"] {
         let (topic, table) = prepare("pct_cross", 1);
         produce(&topic, 1, messages(total, bad));
         let job = simple_json_job(&topic, &table, "exactly-once", batch, "    error_limit: \"5%\"");
