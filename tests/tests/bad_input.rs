@@ -207,3 +207,24 @@ fn a_missing_target_table_or_column_fails_the_start_with_the_reason() {
     let out = server.cli(&["start", &table, "--skip-explain"]);
     assert!(out.success, "{}", out.stderr);
 }
+
+#[test]
+fn what_no_single_row_can_cause_stops_the_job_without_error_rows() {
+    let topic = unique("dropped");
+    let table = unique("dropped_t");
+    create_topic(&topic, 1);
+    sql(&format!("CREATE TABLE {table} (id int, body text)"));
+    produce(&topic, 1, id_messages(0..10));
+    let server = Server::start();
+    let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 200", "    error_limit: 1000");
+    assert!(server.submit_yaml(&table, &job, &["--start"]).success);
+    wait_count(&format!("SELECT count(*) FROM {table}"), 10, TIMEOUT).unwrap();
+    // The target is dropped under the job: every row would fail, none is to blame.
+    sql(&format!("DROP TABLE {table}"));
+    produce(&topic, 1, id_messages(10..20));
+    let status = server.wait_state(&table, "error", TIMEOUT);
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("loading failed: relation") && message.contains("does not exist"), "{message}");
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM public.flow_errors WHERE job = '{table}'")), 0);
+    assert_eq!(stored_offsets(&table, &topic), vec![(0, 10)]);
+}
