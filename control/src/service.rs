@@ -61,7 +61,8 @@ pub fn parse_timestamp(text: &str) -> Result<i64, ControlError> {
 /// `bytes` as an RFC 3339 date-time, in milliseconds since the epoch.
 fn rfc3339_millis(bytes: &[u8]) -> Option<i64> {
     let (year, month, day) = (digits(bytes.get(0..4)?)?, digits(bytes.get(5..7)?)?, digits(bytes.get(8..10)?)?);
-    let (hour, minute, second) = (digits(bytes.get(11..13)?)?, digits(bytes.get(14..16)?)?, digits(bytes.get(17..19)?)?);
+    let (hour, minute, second) =
+        (digits(bytes.get(11..13)?)?, digits(bytes.get(14..16)?)?, digits(bytes.get(17..19)?)?);
     let separators_ok = bytes.get(4) == Some(&b'-')
         && bytes.get(7) == Some(&b'-')
         && matches!(bytes.get(10), Some(b'T' | b't' | b' '))
@@ -85,9 +86,13 @@ fn rfc3339_millis(bytes: &[u8]) -> Option<i64> {
             return None;
         }
         // Milliseconds: the first three digits, padded with zeros; the rest are dropped.
-        millis = fraction.get(..count)?.iter().take(3).chain(std::iter::repeat(&b'0')).take(3).try_fold(0i64, |n, &b| {
-            b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0'))
-        })?;
+        millis = fraction
+            .get(..count)?
+            .iter()
+            .take(3)
+            .chain(std::iter::repeat(&b'0'))
+            .take(3)
+            .try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))?;
         rest = fraction.get(count..)?;
     }
     let offset_minutes = match rest {

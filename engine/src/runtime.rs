@@ -48,7 +48,9 @@ pub enum EngineError {
     ShardStart { shard: usize, reason: String },
     #[error("shard {0} is not running")]
     ShardGone(usize),
-    #[error("shard {shard} would listen for gpfdist on port {base_port} + {shard}, past 65535: lower Gpfdist.Port or Shards")]
+    #[error(
+        "shard {shard} would listen for gpfdist on port {base_port} + {shard}, past 65535: lower Gpfdist.Port or Shards"
+    )]
     GpfdistPort { shard: usize, base_port: u16 },
     #[error("cannot listen for gpfdist on {address} (shard {shard}): {reason}")]
     GpfdistListen { shard: usize, address: String, reason: String },
@@ -217,7 +219,8 @@ mod tests {
 
     #[test]
     fn a_gpfdist_port_range_past_65535_is_a_clear_error_before_any_shard_starts() {
-        let listen = |base_port| GpfdistListen { host: "127.0.0.1".into(), base_port, config: GpfdistConfig::default() };
+        let listen =
+            |base_port| GpfdistListen { host: "127.0.0.1".into(), base_port, config: GpfdistConfig::default() };
         let config = EngineConfig { shards: 3, pin: false, gpfdist: Some(listen(65534)) };
         let error = Engine::start(&config).err().expect("refused");
         assert_eq!(
