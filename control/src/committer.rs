@@ -140,7 +140,7 @@ impl Committer {
                     .query(&job.bookkeeping.read_offsets, &[&job.name, &job.topic, &partitions])
                     .await
                     .map_err(|e| classify(&e))?;
-                Ok::<_, Failure>(rows.iter().map(|row| (row.get::<_, i32>(0), row.get::<_, i64>(1))).collect())
+                db::stored_offsets(&rows).map_err(|e| Failure::Fatal(e.to_string()))
             }
             .await;
             match result {
@@ -326,9 +326,9 @@ impl Limit {
         };
         let first = errors
             .first()
-            .map(|e| {
-                let meta = &batch.messages[e.message as usize];
-                format!("; first: partition {} offset {}: {}", meta.partition, meta.offset, e.reason)
+            .and_then(|e| {
+                let meta = batch.messages.get(e.message as usize)?; // u32 → usize: widening
+                Some(format!("; first: partition {} offset {}: {}", meta.partition, meta.offset, e.reason))
             })
             .unwrap_or_default();
         format!(
@@ -366,6 +366,7 @@ async fn load_set(
             Err(error) if is_row_error(&error) => {
                 transaction.batch_execute("ROLLBACK TO SAVEPOINT flowserver_rows").await.map_err(|e| classify(&e))?;
                 if rows.len() == 1 {
+                    // `rows` lies in 0..set.len(), and a set holds one message index per row.
                     errors.push(ErrorRow { message: set.messages[rows.start], reason: db::describe(&error) });
                     if limit.exceeded(errors.len()) {
                         return Ok(SetResult::LimitExceeded);
@@ -443,10 +444,18 @@ async fn load_served(
     let rejected = transaction.query(&greenplum::read_error_log(table), &[]).await.map_err(|e| classify(&e))?;
     let mut seen_rows = std::collections::BTreeSet::new();
     for row in rejected {
-        let line: Option<i64> = row.get(0);
-        let reason: String = row.get(1);
+        // The error log is read as the segments wrote it: a row without a
+        // line number cannot be matched to a message, and one without a
+        // message still gets a reason.
+        let line: Option<i64> = row.try_get(0).ok().flatten();
+        let reason = row
+            .try_get::<_, Option<String>>(1)
+            .ok()
+            .flatten()
+            .filter(|reason| !reason.is_empty())
+            .unwrap_or_else(|| "rejected by a segment (the error log holds no message)".to_owned());
         // Each INSERT scans the table once: several target tables log a bad row several times.
-        let Some(index) = line.and_then(|l| usize::try_from(l - 1).ok()) else { continue };
+        let Some(index) = line.and_then(|l| l.checked_sub(1)).and_then(|l| usize::try_from(l).ok()) else { continue };
         if !seen_rows.insert(index) {
             continue;
         }
@@ -475,9 +484,16 @@ async fn load_served_through_coordinator(
             rows.data.reserve(served.data.len());
             let mut start = 0usize;
             for &end in &served.row_ends {
-                rows.data.extend_from_slice(&served.data[start + 4..end as usize]);
-                rows.ends.push(rows.data.len() as u32);
-                start = end as usize;
+                let end = end as usize; // u32 → usize: widening
+                let tuple = start
+                    .checked_add(4)
+                    .and_then(|from| served.data.get(from..end))
+                    .ok_or_else(|| Failure::Fatal(format!("the served batch's row ending at {end} is malformed")))?;
+                rows.data.extend_from_slice(tuple);
+                let row_end = u32::try_from(rows.data.len())
+                    .map_err(|_| Failure::Fatal("the served batch is larger than 4 GiB".into()))?;
+                rows.ends.push(row_end);
+                start = end;
             }
             rows.messages.clone_from(&batch.fast.messages);
             let data = Bytes::from(std::mem::take(&mut rows.data));
@@ -539,6 +555,8 @@ async fn insert_errors<C: GenericClient>(
     let mut reasons = Vec::with_capacity(errors.len());
     let mut raws = Vec::with_capacity(errors.len());
     for error in errors {
+        // Error rows name messages of this batch (the shard's rejections and
+        // the sets' own indices), so the index is in range; u32 → usize widens.
         let index = error.message as usize;
         let meta = &batch.messages[index];
         partitions.push(meta.partition);
