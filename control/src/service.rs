@@ -213,7 +213,7 @@ pub fn status_of(view: &JobView) -> pb::JobStatus {
                 committed_offset: committed.get(&progress.partition).copied().unwrap_or(-1),
                 end_offset: progress.end,
                 lag,
-                shard: shard as u32,
+                shard: u32::try_from(shard).unwrap_or(u32::MAX),
             });
         }
     }
