@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile([proto], ["proto"])?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("flowserver_descriptor.bin"), prost::Message::encode_to_vec(&descriptors))?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    // Decode failures are the client's fault (INVALID_ARGUMENT), not INTERNAL: see `codec.rs`.
+    tonic_prost_build::configure().codec_path("crate::codec::FlowCodec").compile_fds(descriptors)?;
     Ok(())
 }

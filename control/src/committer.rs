@@ -152,7 +152,7 @@ impl Committer {
                     .query(&job.bookkeeping.read_offsets, &[&job.name, &job.topic, &partitions])
                     .await
                     .map_err(|e| classify(&e))?;
-                Ok::<_, Failure>(rows.iter().map(|row| (row.get::<_, i32>(0), row.get::<_, i64>(1))).collect())
+                db::stored_offsets(&rows).map_err(|e| Failure::Fatal(e.to_string()))
             }
             .await;
             match result {
@@ -651,15 +651,22 @@ async fn load_served(
     let rejected = transaction.query(&greenplum::read_error_log(table), &[]).await.map_err(|e| classify(&e))?;
     let mut seen_rows = std::collections::BTreeSet::new();
     for row in rejected {
-        let line: Option<i64> = row.try_get(0).unwrap_or(None);
-        let reason: Option<String> = row.try_get(1).unwrap_or(None);
+        // The error log is read as the segments wrote it: a row without a
+        // line number cannot be matched to a message, and one without a
+        // message still gets a reason.
+        let line: Option<i64> = row.try_get(0).ok().flatten();
+        let reason = row
+            .try_get::<_, Option<String>>(1)
+            .ok()
+            .flatten()
+            .filter(|reason| !reason.is_empty())
+            .unwrap_or_else(|| "rejected by a segment (the error log holds no message)".to_owned());
         // Each INSERT scans the table once: several target tables log a bad row several times.
-        let Some(index) = line.and_then(|l| usize::try_from(l - 1).ok()) else { continue };
+        let Some(index) = line.and_then(|l| l.checked_sub(1)).and_then(|l| usize::try_from(l).ok()) else { continue };
         if !seen_rows.insert(index) {
             continue;
         }
         let Some(&message) = batch.fast.messages.get(index) else { continue };
-        let reason = reason.unwrap_or_else(|| "rejected by a segment (no message in its error log)".to_string());
         errors.push(ErrorRow { message, reason });
     }
     Ok(inserted)
@@ -685,12 +692,15 @@ async fn load_served_through_coordinator(
             rows.data.reserve(served.data.len());
             let mut start = 0usize;
             for &end in served.row_ends.iter().take(count) {
-                let end = end as usize;
-                let Some(tuple) = served.data.get(start + 4..end) else {
-                    return Err(Failure::Fatal("internal error: a served row is shorter than its length word".into()));
-                };
+                let end = end as usize; // u32 → usize: widening
+                let tuple = start
+                    .checked_add(4)
+                    .and_then(|from| served.data.get(from..end))
+                    .ok_or_else(|| Failure::Fatal(format!("the served batch's row ending at {end} is malformed")))?;
                 rows.data.extend_from_slice(tuple);
-                rows.ends.push(rows.data.len() as u32);
+                let row_end = u32::try_from(rows.data.len())
+                    .map_err(|_| Failure::Fatal("the served batch is larger than 4 GiB".into()))?;
+                rows.ends.push(row_end);
                 start = end;
             }
             rows.messages.extend(batch.fast.messages.iter().take(count));
@@ -754,6 +764,8 @@ async fn insert_errors<C: GenericClient>(
     let mut reasons = Vec::with_capacity(errors.len());
     let mut raws = Vec::with_capacity(errors.len());
     for error in errors {
+        // Error rows name messages of this batch (the shard's rejections and
+        // the sets' own indices), so the index is in range; u32 → usize widens.
         let index = error.message as usize;
         let meta = &batch.messages[index];
         partitions.push(meta.partition);

@@ -40,6 +40,7 @@ struct RawConfig {
     batch_max_bytes: Option<usize>,
     fetch_queue_max_bytes: Option<usize>,
     kafka_fetch: Option<String>,
+    max_request_bytes: Option<usize>,
     #[serde(flatten)]
     unknown: BTreeMap<String, serde_json::Value>,
 }
@@ -102,6 +103,8 @@ pub struct ServerConfig {
     pub fetch_queue_max_bytes: usize,
     /// How shards read Kafka partitions (KafkaFetch).
     pub kafka_fetch: KafkaFetch,
+    /// The largest gRPC request message accepted (MaxRequestBytes).
+    pub max_request_bytes: usize,
     /// Keys the file has that flowserver does not know, for a warning.
     pub unknown_keys: Vec<String>,
 }
@@ -244,6 +247,16 @@ impl ServerConfig {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
+        // Shard i listens on Gpfdist.Port + i: the last one must still be a port.
+        let last_shard = u16::try_from(shards - 1).ok();
+        if gpfdist.port != 0 && last_shard.and_then(|last| gpfdist.port.checked_add(last)).is_none() {
+            return Err(invalid(format!(
+                "Gpfdist.Port {} with {shards} shards needs ports up to {}, past 65535: lower Gpfdist.Port or Shards \
+                 (or use Port 0 for any free ports)",
+                gpfdist.port,
+                u64::from(gpfdist.port).saturating_add(u64::try_from(shards - 1).unwrap_or(u64::MAX))
+            )));
+        }
         let state_dir = raw.state_dir.unwrap_or_else(default_state_dir);
         let batch_max_bytes = raw.batch_max_bytes.unwrap_or(64 << 20);
         if !((1 << 20)..=(1 << 31)).contains(&batch_max_bytes) {
@@ -262,6 +275,10 @@ impl ServerConfig {
                 return Err(invalid(format!("KafkaFetch must be \"native\" or \"librdkafka\"; got {other:?}")));
             }
         };
+        let max_request_bytes = raw.max_request_bytes.unwrap_or(flowserver_proto::DEFAULT_MAX_REQUEST_BYTES);
+        if !((64 << 10)..=(1 << 30)).contains(&max_request_bytes) {
+            return Err(invalid(format!("MaxRequestBytes must be between 64 KiB and 1 GiB; got {max_request_bytes}")));
+        }
         unknown_keys.sort();
         Ok(ServerConfig {
             grpc,
@@ -275,6 +292,7 @@ impl ServerConfig {
             batch_max_bytes,
             fetch_queue_max_bytes,
             kafka_fetch,
+            max_request_bytes,
             unknown_keys,
         })
     }
@@ -361,6 +379,19 @@ mod tests {
         );
         let error = ServerConfig::parse(r#"{"KafkaFetch": "fast"}"#, "f.json").unwrap_err();
         assert_eq!(error.to_string(), "f.json: KafkaFetch must be \"native\" or \"librdkafka\"; got \"fast\"");
+        let error = ServerConfig::parse(r#"{"Shards": 8, "Gpfdist": {"Port": 65530}}"#, "f.json").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f.json: Gpfdist.Port 65530 with 8 shards needs ports up to 65537, past 65535: lower Gpfdist.Port or \
+             Shards (or use Port 0 for any free ports)"
+        );
+        assert!(ServerConfig::parse(r#"{"Shards": 6, "Gpfdist": {"Port": 65530}}"#, "f.json").is_ok());
+        assert!(ServerConfig::parse(r#"{"Shards": 100000, "Gpfdist": {"Port": 0}}"#, "f.json").is_ok());
+        let error = ServerConfig::parse(r#"{"MaxRequestBytes": 10}"#, "f.json").unwrap_err();
+        assert_eq!(error.to_string(), "f.json: MaxRequestBytes must be between 64 KiB and 1 GiB; got 10");
+        let config = ServerConfig::parse(r#"{"MaxRequestBytes": 1048576}"#, "f.json").expect("valid");
+        assert_eq!(config.max_request_bytes, 1 << 20);
+        assert_eq!(ServerConfig::parse("{}", "f").unwrap().max_request_bytes, 16 << 20);
         let error = ServerConfig::parse(r#"{"Port": "six"}"#, "f.json").unwrap_err();
         assert!(error.to_string().starts_with("f.json: invalid type: string \"six\""), "{error}");
     }

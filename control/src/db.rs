@@ -1,7 +1,7 @@
 //! Database sessions: connecting, telling PostgreSQL from WarehousePG /
 //! Greenplum, and reading what the start checks need from the catalog.
 
-use tokio_postgres::{Client, Config, GenericClient, NoTls};
+use tokio_postgres::{Client, Config, GenericClient, NoTls, Row};
 
 use crate::jobspec::DatabaseTarget;
 use crate::load_plan::TargetColumn;
@@ -92,7 +92,8 @@ pub async fn target_kind(client: &Client) -> Result<TargetKind, DbError> {
         .query_one("SELECT version()", &[])
         .await
         .map_err(|source| DbError::Query { context: "cannot read version()".into(), source })?;
-    let version: String = row.get(0);
+    let version: String =
+        row.try_get(0).map_err(|source| DbError::Query { context: "cannot read version()".into(), source })?;
     Ok(if version.contains("Greenplum") || version.contains("WarehousePG") {
         TargetKind::Greenplum
     } else {
@@ -112,7 +113,7 @@ pub async fn table_columns(
         .query_one("SELECT to_regclass($1)::oid", &[&name])
         .await
         .map_err(|source| DbError::Query { context: context(), source })?;
-    let oid: Option<u32> = exists.get(0);
+    let oid: Option<u32> = exists.try_get(0).map_err(|source| DbError::Query { context: context(), source })?;
     let Some(oid) = oid else { return Ok(None) };
     let rows = client
         .query(
@@ -122,7 +123,12 @@ pub async fn table_columns(
         )
         .await
         .map_err(|source| DbError::Query { context: context(), source })?;
-    Ok(Some(rows.iter().map(|row| TargetColumn { name: row.get(0), sql_type: row.get(1) }).collect()))
+    let columns = rows
+        .iter()
+        .map(|row| Ok(TargetColumn { name: row.try_get(0)?, sql_type: row.try_get(1)? }))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(|source| DbError::Query { context: context(), source })?;
+    Ok(Some(columns))
 }
 
 pub async fn schema_exists(client: &Client, schema: &str) -> Result<bool, DbError> {
@@ -130,7 +136,7 @@ pub async fn schema_exists(client: &Client, schema: &str) -> Result<bool, DbErro
         .query_one("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", &[&schema])
         .await
         .map_err(|source| DbError::Query { context: format!("cannot look up schema {schema:?}"), source })?;
-    Ok(row.get(0))
+    row.try_get(0).map_err(|source| DbError::Query { context: format!("cannot look up schema {schema:?}"), source })
 }
 
 /// Whether the session's TimeZone makes zone-less timestamptz input UTC.
@@ -139,6 +145,20 @@ pub async fn session_time_zone_is_utc(client: &Client) -> Result<bool, DbError> 
         .query_one("SELECT current_setting('TimeZone')", &[])
         .await
         .map_err(|source| DbError::Query { context: "cannot read TimeZone".into(), source })?;
-    let zone: String = row.get(0);
+    let zone: String =
+        row.try_get(0).map_err(|source| DbError::Query { context: "cannot read TimeZone".into(), source })?;
     Ok(matches!(zone.as_str(), "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Universal" | "Zulu" | "UCT" | "Etc/UCT"))
+}
+
+/// The `(partition, next_offset)` rows of `Bookkeeping::read_offsets`. A
+/// flow_offsets table made by something else (other column types, NULLs) is
+/// an error naming the table, not a panic.
+pub fn stored_offsets(rows: &[Row]) -> Result<Vec<(i32, i64)>, DbError> {
+    rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, tokio_postgres::Error>>().map_err(
+        |source| DbError::Query {
+            context: "cannot read flow_offsets (\"partition\" must be integer, next_offset bigint, neither NULL)"
+                .into(),
+            source,
+        },
+    )
 }

@@ -101,8 +101,9 @@ pub fn location(advertise_host: &str, port: u16, job: &str) -> String {
 
 /// Rows segments rejected in the last scans of `table`: (row number in the
 /// batch, 1-based; message; raw bytes).
+/// `linenum` is an `integer` in the error log: read as bigint, the type the committer asks for.
 pub fn read_error_log(table: &ExternalTable) -> String {
-    format!("SELECT linenum, errmsg, rawbytes FROM gp_read_error_log({}) ORDER BY linenum", table.name_literal)
+    format!("SELECT linenum::bigint, errmsg, rawbytes FROM gp_read_error_log({}) ORDER BY linenum", table.name_literal)
 }
 
 pub fn truncate_error_log(table: &ExternalTable) -> String {
@@ -152,7 +153,7 @@ mod tests {
         assert_eq!(table.drop, "DROP EXTERNAL TABLE IF EXISTS \"stage\".\"flowserver_ext_orders_s1\"");
         assert_eq!(
             read_error_log(&table),
-            "SELECT linenum, errmsg, rawbytes FROM gp_read_error_log('\"stage\".\"flowserver_ext_orders_s1\"') ORDER BY linenum"
+            "SELECT linenum::bigint, errmsg, rawbytes FROM gp_read_error_log('\"stage\".\"flowserver_ext_orders_s1\"') ORDER BY linenum"
         );
     }
 

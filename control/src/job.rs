@@ -255,7 +255,7 @@ impl JobRuntime {
             .query(&self.bookkeeping.read_offsets, &[&self.name, &self.topic, &self.partitions])
             .await
             .map_err(|e| ControlError::StartCheck(format!("cannot read stored offsets: {}", db::describe(&e))))?;
-        let stored: Vec<(i32, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let stored = db::stored_offsets(&rows).map_err(|e| ControlError::StartCheck(e.to_string()))?;
         let runtime = self.clone();
         let starts = tokio::task::spawn_blocking(move || runtime.resolve_starts(&runtime.partitions, &stored))
             .await

@@ -97,8 +97,11 @@ impl KafkaProbe {
             .consumer
             .fetch_watermarks(topic, partition, TIMEOUT)
             .map_err(|e| self.offsets_error(topic, partition, e.to_string()))?;
+        if low < 0 {
+            return Err(self.offsets_error(topic, partition, format!("the broker reported a log start of {low}")));
+        }
         let high = self.read_to_end(topic, partition, reported_high.max(low))?;
-        Ok((low, high))
+        Ok((low, high.max(low)))
     }
 
     /// Reads from `from` until end-of-partition; returns the end offset.
@@ -112,7 +115,7 @@ impl KafkaProbe {
             }
             match self.consumer.poll(Duration::from_millis(100)) {
                 None => continue,
-                Some(Ok(message)) if message.partition() == partition => next = message.offset() + 1,
+                Some(Ok(message)) if message.partition() == partition => next = message.offset().saturating_add(1),
                 Some(Ok(_)) => continue,
                 Some(Err(KafkaError::PartitionEOF(p))) if p == partition => break Ok(next),
                 Some(Err(error)) => break Err(self.offsets_error(topic, partition, error.to_string())),
@@ -147,14 +150,17 @@ impl KafkaProbe {
         }
         // Binary search for the first message at or after the timestamp,
         // assuming timestamps grow with offsets as Kafka's time index does.
+        // `bounds` gives 0 <= low <= high, so `hi - lo` cannot overflow; the
+        // broker's offsets are clamped into the range, so the search ends.
         let (mut lo, mut hi) = (low, high);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match self.timestamp_at(topic, partition, mid)? {
-                Some((offset, ts)) if ts < timestamp_ms => lo = offset + 1,
+                Some((offset, ts)) if ts < timestamp_ms => lo = offset.clamp(mid, hi).saturating_add(1),
                 _ => hi = mid,
             }
         }
+        let lo = lo.min(high);
         Ok(lo)
     }
 

@@ -6,7 +6,8 @@
 //! Map: [`jobspec`] (job files) → [`load_plan`] (what shards compute, which SQL
 //! runs) → [`job`] (start checks, supervisor) → [`committer`] (one per job and
 //! shard: transactions, offsets, error rows); [`registry`] keeps jobs and
-//! their state across restarts; [`service`] is the gRPC surface; [`config`]
+//! their state across restarts; [`service`] is the gRPC surface, behind
+//! [`rpc_guard`] (request limits, panics answered INTERNAL); [`config`]
 //! reads flow_server.json.
 
 pub mod allocator;
@@ -22,5 +23,6 @@ pub mod load_plan;
 pub mod logging;
 pub mod metrics;
 pub mod registry;
+pub mod rpc_guard;
 pub mod service;
 pub mod sql;

@@ -11,7 +11,7 @@ use flowserver_control::config::ServerConfig;
 use flowserver_control::job::ServerContext;
 use flowserver_control::registry::Registry;
 use flowserver_control::service::Service;
-use flowserver_control::{logging, metrics};
+use flowserver_control::{logging, metrics, rpc_guard};
 use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_engine::runtime::{Engine, EngineConfig, GpfdistListen};
 use flowserver_proto::v1::flow_server_server::FlowServerServer;
@@ -45,6 +45,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".")).join("gpAdminLogs")
     });
     logging::init(&config.logging, &log_dir).map_err(anyhow::Error::msg)?;
+    // From here on a panic on any thread reaches the log files.
+    rpc_guard::install_panic_hook();
     for key in &config.unknown_keys {
         tracing::warn!(key = %key, "unknown key in the server configuration; ignored");
     }
@@ -91,10 +93,15 @@ async fn serve(config: ServerConfig, engine: Engine) -> anyhow::Result<Option<En
         .await
         .with_context(|| format!("cannot listen for gRPC on {}", config.grpc))?;
     let address = listener.local_addr()?;
+    // Both reflection versions: older grpcurl and Python's grpcio-reflection speak only v1alpha.
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(flowserver_proto::v1::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the reflection service")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(flowserver_proto::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("cannot build the reflection service (v1alpha)")?;
     if let Some(prometheus) = config.prometheus.clone() {
         let registry = registry.clone();
         tokio::spawn(async move {
@@ -114,9 +121,15 @@ async fn serve(config: ServerConfig, engine: Engine) -> anyhow::Result<Option<En
         }
         tracing::info!("shutting down: stopping jobs");
     };
+    // The guard refuses an over-size message at its prefix; tonic's own
+    // limit (OUT_OF_RANGE) is the same and so never reached first.
+    let flow_server =
+        FlowServerServer::new(Service::new(registry.clone())).max_decoding_message_size(config.max_request_bytes);
     tonic::transport::Server::builder()
-        .add_service(FlowServerServer::new(Service::new(registry.clone())))
+        .layer(rpc_guard::GuardLayer::new(config.max_request_bytes))
+        .add_service(flow_server)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(tokio_stream_of(listener), shutdown)
         .await
         .context("the gRPC server failed")?;

@@ -40,64 +40,86 @@ fn start_options(options: Option<pb::StartOptions>) -> Result<StartOptions, Cont
 
 /// Milliseconds since the epoch, or RFC 3339 (`2026-01-02T03:04:05Z`,
 /// fractional seconds and `±hh:mm` offsets allowed).
+///
+/// Works on bytes and never slices the text: whatever a client sends
+/// (multi-byte characters anywhere, truncated input) is an error, never a
+/// panic.
 pub fn parse_timestamp(text: &str) -> Result<i64, ControlError> {
     let invalid = || {
         ControlError::InvalidRequest(format!(
             "invalid --reset-to-timestamp {text:?}: use RFC 3339 (2026-01-02T03:04:05Z) or milliseconds since the epoch"
         ))
     };
-    let text = text.trim();
-    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-        return text.parse().map_err(|_| invalid());
+    let trimmed = text.trim();
+    let bytes = trimmed.as_bytes();
+    if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
+        return trimmed.parse().map_err(|_| invalid());
     }
-    let bytes = text.as_bytes();
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = text.get(range)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) { part.parse().ok() } else { None }
-    };
-    if bytes.len() < 20 || bytes[4] != b'-' || bytes[7] != b'-' || !matches!(bytes[10], b'T' | b't' | b' ') {
-        return Err(invalid());
-    }
-    if bytes[13] != b':' || bytes[16] != b':' {
-        return Err(invalid());
-    }
-    let (year, month, day) =
-        (number(0..4).ok_or_else(invalid)?, number(5..7).ok_or_else(invalid)?, number(8..10).ok_or_else(invalid)?);
+    rfc3339_millis(bytes).ok_or_else(invalid)
+}
+
+/// `bytes` as an RFC 3339 date-time, in milliseconds since the epoch.
+fn rfc3339_millis(bytes: &[u8]) -> Option<i64> {
+    let (year, month, day) = (digits(bytes.get(0..4)?)?, digits(bytes.get(5..7)?)?, digits(bytes.get(8..10)?)?);
     let (hour, minute, second) =
-        (number(11..13).ok_or_else(invalid)?, number(14..16).ok_or_else(invalid)?, number(17..19).ok_or_else(invalid)?);
-    if !(1..=12).contains(&month)
+        (digits(bytes.get(11..13)?)?, digits(bytes.get(14..16)?)?, digits(bytes.get(17..19)?)?);
+    let separators_ok = bytes.get(4) == Some(&b'-')
+        && bytes.get(7) == Some(&b'-')
+        && matches!(bytes.get(10), Some(b'T' | b't' | b' '))
+        && bytes.get(13) == Some(&b':')
+        && bytes.get(16) == Some(&b':');
+    if !separators_ok
+        || !(1..=12).contains(&month)
         || day < 1
         || day > days_in_month(year, month)
         || hour > 23
         || minute > 59
         || second > 60
     {
-        return Err(invalid());
+        return None;
     }
-    let mut rest = &text[19..];
+    let mut rest = bytes.get(19..)?;
     let mut millis = 0i64;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(invalid());
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let count = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if count == 0 {
+            return None;
         }
-        let padded = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = padded.parse().map_err(|_| invalid())?;
-        rest = &fraction[digits..];
+        // Milliseconds: the first three digits, padded with zeros; the rest are dropped.
+        millis = fraction
+            .get(..count)?
+            .iter()
+            .take(3)
+            .chain(std::iter::repeat(&b'0'))
+            .take(3)
+            .try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))?;
+        rest = fraction.get(count..)?;
     }
     let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
-            let hours: i64 = rest[1..3].parse().map_err(|_| invalid())?;
-            let minutes: i64 = rest[4..6].parse().map_err(|_| invalid())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (hours * 60 + minutes)
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let (hours, minutes) = (digits(&[*h1, *h2])?, digits(&[*m1, *m2])?);
+            if hours > 23 || minutes > 59 {
+                return None;
+            }
+            let magnitude = hours * 60 + minutes;
+            if *sign == b'-' { -magnitude } else { magnitude }
         }
-        _ => return Err(invalid()),
+        _ => return None,
     };
+    // Four-digit years keep every term far inside i64.
     let days = days_from_civil(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Ok(seconds * 1000 + millis)
+    Some(seconds * 1000 + millis)
+}
+
+/// The decimal value of `part`, which must be ASCII digits only (at most
+/// four here, so the value cannot overflow).
+fn digits(part: &[u8]) -> Option<i64> {
+    if part.is_empty() || part.len() > 4 {
+        return None;
+    }
+    part.iter().try_fold(0i64, |n, &b| b.is_ascii_digit().then(|| n * 10 + i64::from(b - b'0')))
 }
 
 fn days_in_month(year: i64, month: i64) -> i64 {
@@ -191,7 +213,7 @@ pub fn status_of(view: &JobView) -> pb::JobStatus {
                 committed_offset: committed.get(&progress.partition).copied().unwrap_or(-1),
                 end_offset: progress.end,
                 lag,
-                shard: shard as u32,
+                shard: u32::try_from(shard).unwrap_or(u32::MAX),
             });
         }
     }
@@ -342,5 +364,51 @@ mod tests {
         assert!(parse_timestamp("2023-02-30T00:00:00Z").is_err());
         assert!(parse_timestamp("yesterday").is_err());
         assert!(parse_timestamp("2023-11-14T22:13:20").is_err());
+        assert_eq!(parse_timestamp("2023-11-14T22:13:20.123456Z").ok(), Some(1_700_000_000_123));
+        assert_eq!(parse_timestamp("2023-11-14T17:13:20-05:00").ok(), Some(1_700_000_000_000));
+        assert!(parse_timestamp("2023-11-14T22:13:20.Z").is_err());
+        assert!(parse_timestamp("2023-11-14T22:13:20+24:00").is_err());
+        assert!(parse_timestamp("2023-11-14T22:13:20+01:60").is_err());
+        assert!(parse_timestamp("99999999999999999999").is_err());
+    }
+
+    fn refused(text: &str) -> String {
+        match parse_timestamp(text) {
+            Err(ControlError::InvalidRequest(message)) => message,
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_timestamp_of_the_issue_is_refused_with_a_clear_message() {
+        assert_eq!(
+            refused("2026-01-02T03:04:05+\u{20ac}ab"),
+            "invalid --reset-to-timestamp \"2026-01-02T03:04:05+\u{20ac}ab\": use RFC 3339 (2026-01-02T03:04:05Z) \
+             or milliseconds since the epoch"
+        );
+    }
+
+    /// A multi-byte character at every position of valid timestamps (and in
+    /// place of each byte, and every prefix of the result) is an error, never a panic.
+    #[test]
+    fn multi_byte_characters_anywhere_are_errors() {
+        for valid in ["2026-01-02T03:04:05Z", "2026-01-02T03:04:05.678+01:30", "1767323045000"] {
+            assert!(parse_timestamp(valid).is_ok(), "{valid}");
+            for wide in ["\u{e9}", "\u{20ac}", "\u{1f600}"] {
+                for at in 0..=valid.len() {
+                    let inserted = format!("{}{wide}{}", &valid[..at], &valid[at..]);
+                    refused(&inserted);
+                    if at < valid.len() {
+                        let replaced = format!("{}{wide}{}", &valid[..at], &valid[at + 1..]);
+                        refused(&replaced);
+                    }
+                    for end in 0..=inserted.len() {
+                        if let Some(prefix) = inserted.get(..end) {
+                            let _ = parse_timestamp(prefix);
+                        }
+                    }
+                }
+            }
+        }
     }
 }

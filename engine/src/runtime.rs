@@ -48,6 +48,10 @@ pub enum EngineError {
     ShardStart { shard: usize, reason: String },
     #[error("shard {0} is not running")]
     ShardGone(usize),
+    #[error(
+        "shard {shard} would listen for gpfdist on port {base_port} + {shard}, past 65535: lower Gpfdist.Port or Shards"
+    )]
+    GpfdistPort { shard: usize, base_port: u16 },
     #[error("cannot listen for gpfdist on {address} (shard {shard}): {reason}")]
     GpfdistListen { shard: usize, address: String, reason: String },
 }
@@ -77,6 +81,15 @@ pub struct Engine {
 
 impl Engine {
     pub fn start(config: &EngineConfig) -> Result<Engine, EngineError> {
+        // Refuse a port range past 65535 before any shard starts.
+        if let Some(listen) = &config.gpfdist
+            && listen.base_port != 0
+        {
+            let last = config.shards.max(1) - 1;
+            if u16::try_from(last).ok().and_then(|offset| listen.base_port.checked_add(offset)).is_none() {
+                return Err(EngineError::GpfdistPort { shard: last, base_port: listen.base_port });
+            }
+        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         let mut shards = Vec::with_capacity(config.shards);
         let mut gpfdist_addresses = Vec::new();
@@ -84,11 +97,21 @@ impl Engine {
             let placement = if config.pin { Placement::Fixed(shard % cpus) } else { Placement::Unbound };
             let (commands, inbox) = async_channel::bounded(COMMAND_CAPACITY);
             let (bound_tx, bound_rx) = std::sync::mpsc::channel();
-            let listen = config.gpfdist.clone().map(|listen| {
-                let port = if listen.base_port == 0 { 0 } else { listen.base_port.saturating_add(shard as u16) };
-                let host = if listen.host.is_empty() { "0.0.0.0".to_string() } else { listen.host.clone() };
-                (format!("{host}:{port}"), listen.config)
-            });
+            let listen = match &config.gpfdist {
+                None => None,
+                Some(listen) => {
+                    let port = if listen.base_port == 0 {
+                        0
+                    } else {
+                        u16::try_from(shard)
+                            .ok()
+                            .and_then(|offset| listen.base_port.checked_add(offset))
+                            .ok_or(EngineError::GpfdistPort { shard, base_port: listen.base_port })?
+                    };
+                    let host = if listen.host.is_empty() { "0.0.0.0".to_string() } else { listen.host.clone() };
+                    Some((format!("{host}:{port}"), listen.config.clone()))
+                }
+            };
             let thread = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{shard}"))
                 .spawn(move || async move {
@@ -188,4 +211,23 @@ async fn shard_main(shard: usize, inbox: Receiver<ShardCommand>, gpfdist: Option
         server.shutdown();
     }
     tracing::debug!(shard, "shard stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpfdist_port_range_past_65535_is_a_clear_error_before_any_shard_starts() {
+        let listen =
+            |base_port| GpfdistListen { host: "127.0.0.1".into(), base_port, config: GpfdistConfig::default() };
+        let config = EngineConfig { shards: 3, pin: false, gpfdist: Some(listen(65534)) };
+        let error = Engine::start(&config).err().expect("refused");
+        assert_eq!(
+            error.to_string(),
+            "shard 2 would listen for gpfdist on port 65534 + 2, past 65535: lower Gpfdist.Port or Shards"
+        );
+        let config = EngineConfig { shards: 70_000, pin: false, gpfdist: Some(listen(1)) };
+        assert!(matches!(Engine::start(&config), Err(EngineError::GpfdistPort { shard: 69_999, base_port: 1 })));
+    }
 }

@@ -207,7 +207,8 @@ pub fn validate_rfc3339(text: &str) -> Result<(), String> {
         match b.get(at) {
             Some(c) if what.contains(c) => Ok(()),
             _ => {
-                let alternatives: Vec<String> = what.iter().map(|c| format!("'{}'", *c as char)).collect();
+                // u8 → char is lossless (and these are ASCII).
+                let alternatives: Vec<String> = what.iter().map(|c| format!("'{}'", char::from(*c))).collect();
                 Err(format!("expected {} at position {}", alternatives.join(" or "), at + 1))
             }
         }
@@ -429,5 +430,27 @@ mod tests {
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("day 30 out of range for 2026-02"), "{err}");
+    }
+
+    /// The client checks `--reset-to-timestamp` before sending it: multi-byte
+    /// characters anywhere (the issue's `…+€ab` included) are usage errors.
+    #[test]
+    fn multi_byte_characters_in_a_timestamp_are_refused_not_panics() {
+        let err = parse_timestamp("2026-01-02T03:04:05+\u{20ac}ab").unwrap_err();
+        assert_eq!(
+            err,
+            "expected RFC 3339 (e.g. 2026-01-02T03:04:05Z) or milliseconds since the epoch: expected 2 digits at position 21"
+        );
+        for valid in ["2026-01-02T03:04:05.5+01:30", "1767323045000"] {
+            for at in 0..=valid.len() {
+                for wide in ["\u{e9}", "\u{20ac}", "\u{1f600}"] {
+                    let text = format!("{}{wide}{}", &valid[..at], &valid[at..]);
+                    assert!(parse_timestamp(&text).is_err(), "{text}");
+                    for end in (0..=text.len()).filter(|&end| text.is_char_boundary(end)) {
+                        let _ = parse_timestamp(&text[..end]);
+                    }
+                }
+            }
+        }
     }
 }

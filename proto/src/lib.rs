@@ -8,6 +8,8 @@
 
 #![allow(clippy::derive_partial_eq_without_eq)]
 
+pub mod codec;
+
 /// Generated messages, client and server of `flowserver.v1`.
 pub mod v1 {
     tonic::include_proto!("flowserver.v1");
@@ -60,4 +62,35 @@ pub trait HasErrorKind {
 /// Converts any classified error into a status, with its display text as the message.
 pub fn to_status<E: HasErrorKind + std::fmt::Display>(error: &E) -> tonic::Status {
     error.kind().status(error.to_string())
+}
+
+/// The largest request message a server accepts unless configured otherwise
+/// (16 MiB: job files are far smaller, and a larger message is buffered whole
+/// before it can be judged).
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 16 << 20;
+
+/// Failures of a call as a whole, before or around its handler: the request
+/// cannot be read, or the handler failed in a way it could not report.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The message does not decode; prost's text names the field.
+    #[error("invalid request: {0}")]
+    Undecodable(prost::DecodeError),
+    /// The message is larger than the server accepts.
+    #[error(
+        "request message of {size} bytes exceeds the server's limit of {limit} bytes (MaxRequestBytes in flow_server.json)"
+    )]
+    TooLarge { size: u64, limit: usize },
+    /// The handler of `method` panicked: a bug in flowserver.
+    #[error("internal error in {method}: {message}; this is a bug, the server log has its location")]
+    Panicked { method: String, message: String },
+}
+
+impl HasErrorKind for RequestError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            RequestError::Undecodable(_) | RequestError::TooLarge { .. } => ErrorKind::InvalidArgument,
+            RequestError::Panicked { .. } => ErrorKind::Internal,
+        }
+    }
 }

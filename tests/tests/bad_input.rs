@@ -228,3 +228,42 @@ fn what_no_single_row_can_cause_stops_the_job_without_error_rows() {
     assert_eq!(query_i64(&format!("SELECT count(*) FROM public.flow_errors WHERE job = '{table}'")), 0);
     assert_eq!(stored_offsets(&table, &topic), vec![(0, 10)]);
 }
+
+/// A flow_offsets table made by something else, with a NULL offset: the start
+/// fails with a reason naming the table (it once panicked the server's thread).
+#[test]
+fn a_null_stored_offset_fails_the_start_with_a_clear_reason() {
+    let topic = unique("null_offset");
+    let table = unique("null_offset_t");
+    let schema = unique("null_offset_s");
+    create_topic(&topic, 1);
+    produce(&topic, 1, id_messages(0..3));
+    sql(&format!(
+        "CREATE TABLE {table} (id int, body text); CREATE SCHEMA {schema};
+         CREATE TABLE {schema}.flow_offsets (job text NOT NULL, topic text NOT NULL, \"partition\" integer NOT NULL,
+           next_offset bigint, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (job, topic, \"partition\"));
+         INSERT INTO {schema}.flow_offsets (job, topic, \"partition\", next_offset) VALUES ('{table}', '{topic}', 0, NULL)"
+    ));
+    let server = Server::start();
+    let job = simple_json_job(
+        &topic,
+        &table,
+        "exactly-once",
+        "        interval_ms: 200",
+        &format!("    staging_schema: {schema}"),
+    );
+    assert!(server.submit_yaml(&table, &job, &[]).success);
+    let out = server.cli(&["start", &table]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.starts_with(
+            "flowcli: cannot read flow_offsets (\"partition\" must be integer, next_offset bigint, neither NULL): "
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {table}")), 0);
+    // The server is unharmed.
+    assert!(server.cli(&["list"]).success);
+    assert!(!server.output().contains("panicked"), "{}", server.output());
+}

@@ -106,6 +106,9 @@ impl CsvSplitter {
         let line = strip_terminator(message);
         let o = &self.options;
         let (delimiter, quote, escape) = (o.delimiter, o.quote, o.escape);
+        // `i` only moves onto the end of a run found in `line[i..]` or past a
+        // byte `line.get(i)` returned, so it never passes `line.len()`, and a
+        // field's raw end is never before its start: the slices below hold.
         let mut i = 0;
         loop {
             let field_start = i;

@@ -615,6 +615,7 @@ fn parse_uuid(bytes: &[u8], out: &mut [u8; 16]) -> Result<(), NotFast> {
     for byte in out.iter_mut() {
         let hi = nibbles.next().flatten().ok_or(NotFast)?;
         let lo = nibbles.next().flatten().ok_or(NotFast)?;
+        // Two hex digits (each below 16): the byte is exact.
         *byte = ((hi << 4) | lo) as u8;
     }
     if nibbles.next().is_some() {
@@ -706,6 +707,9 @@ fn encode_numeric(text: &str, typmod: Option<(u16, u16)>, out: &mut Vec<u8>) -> 
     let weight = if ndigits == 0 { 0 } else { int_groups as i64 - 1 - first as i64 };
     let sign = if negative && ndigits > 0 { NUMERIC_NEG } else { NUMERIC_POS };
 
+    // At most MAX_NUMERIC_DIGITS digits and a scale of at most 1000 (both
+    // checked above): the group count, weight and scale all fit i16.
+    debug_assert!(ndigits <= MAX_NUMERIC_GROUPS && scale <= MAX_NUMERIC_DIGITS.max(usize::from(MAX_NUMERIC_PRECISION)));
     let start = begin_field(out);
     out.extend_from_slice(&(ndigits as i16).to_be_bytes());
     out.extend_from_slice(&(weight as i16).to_be_bytes());

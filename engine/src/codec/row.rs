@@ -82,12 +82,18 @@ pub enum RejectReason {
     CsvUnquotedLineBreak,
     /// A message without value, in a format that needs one.
     Tombstone,
+    /// The plan declares more CSV columns than a COPY tuple holds (65535;
+    /// PostgreSQL tables hold at most 1600, so the job cannot start either).
+    CsvTooManyColumns {
+        columns: u32,
+    },
 }
 
 impl RejectReason {
     /// The reason for a person, naming the column when there is one.
     pub fn describe(&self, column_names: &[String]) -> String {
         match *self {
+            // u32 → usize: widening.
             RejectReason::CsvMissingData { column } => match column_names.get(column as usize) {
                 Some(name) => format!("missing data for column \"{name}\""),
                 None => self.to_string(),
@@ -113,6 +119,9 @@ impl fmt::Display for RejectReason {
                 "unquoted newline or carriage return found in data: a message must hold exactly one CSV record",
             ),
             RejectReason::Tombstone => f.write_str("message without value (tombstone)"),
+            RejectReason::CsvTooManyColumns { columns } => {
+                write!(f, "a CSV record of {columns} columns exceeds the 65535 fields of a row")
+            }
         }
     }
 }
@@ -230,8 +239,12 @@ impl RowEncoder {
                     return Encoded::Fast;
                 }
                 fast.truncate(start);
-                // PostgreSQL tables have at most 1600 columns: the count fits.
-                begin_row(slow, splitter.len() as u16);
+                let Ok(width) = u16::try_from(splitter.len()) else {
+                    return Encoded::Rejected(RejectReason::CsvTooManyColumns {
+                        columns: u32::try_from(splitter.len()).unwrap_or(u32::MAX),
+                    });
+                };
+                begin_row(slow, width);
                 for i in 0..splitter.len() {
                     match splitter.field(i) {
                         Some(text) => put_field(slow, text),
@@ -255,7 +268,8 @@ fn encode_json(
     // Also checks that the source column's type (json or jsonb) accepts the
     // document, whatever is extracted.
     let facts = extractor.extract(doc)?;
-    begin_row(fast, columns.len() as u16);
+    // `RowEncoder::new` makes a plan with more than u16::MAX columns always slow.
+    begin_row(fast, u16::try_from(columns.len()).map_err(|_| NotFast)?);
     for column in columns {
         match column {
             Column::JsonPath { slot, conversion } => match extractor.value(doc, *slot) {
@@ -276,7 +290,8 @@ fn encode_csv(
     context: &EncodeContext,
     fast: &mut Vec<u8>,
 ) -> Result<(), NotFast> {
-    begin_row(fast, columns.len() as u16);
+    // `RowEncoder::new` makes a plan with more than u16::MAX columns always slow.
+    begin_row(fast, u16::try_from(columns.len()).map_err(|_| NotFast)?);
     for column in columns {
         match column {
             Column::CsvField { index, conversion } => match splitter.field(*index) {
@@ -554,5 +569,22 @@ mod tests {
         assert!(RejectReason::Tombstone.describe(&[]).contains("tombstone"));
         assert!(RejectReason::EmptyMessage.describe(&[]).contains("empty"));
         assert!(RejectReason::CsvUnquotedLineBreak.describe(&[]).contains("one CSV record"));
+    }
+
+    #[test]
+    fn a_csv_plan_wider_than_a_tuple_rejects_instead_of_wrapping_the_field_count() {
+        let columns = usize::from(u16::MAX) + 2;
+        // "x" is not an integer: the message goes the slow way, one field per column.
+        let fast_columns = vec![FastColumn::CsvField { index: 0, conversion: conv(PgType::Int4, PgType::Int4) }];
+        let plan = DecodePlan { format: SourceFormat::Csv(CsvOptions::new(columns)), fast_columns, context: UTC };
+        let message = vec!["x"; columns].join(",");
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        let encoded = RowEncoder::new(&plan).encode(Some(message.as_bytes()), &mut fast, &mut slow);
+        assert_eq!(encoded, Encoded::Rejected(RejectReason::CsvTooManyColumns { columns: 65537 }));
+        assert!(fast.is_empty() && slow.is_empty());
+        assert_eq!(
+            RejectReason::CsvTooManyColumns { columns: 65537 }.to_string(),
+            "a CSV record of 65537 columns exceeds the 65535 fields of a row"
+        );
     }
 }

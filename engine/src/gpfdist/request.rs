@@ -154,7 +154,7 @@ fn trim(bytes: &[u8]) -> &[u8] {
     let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
     let start = bytes.iter().position(|b| !is_space(b)).unwrap_or(bytes.len());
     let end = bytes.iter().rposition(|b| !is_space(b)).map_or(start, |e| e + 1);
-    &bytes[start..end]
+    bytes.get(start..end).unwrap_or_default()
 }
 
 /// `%xx` → byte; an escape that is not two hex digits stays as it is (gpfdist).
@@ -168,18 +168,18 @@ fn percent_decode(raw: &[u8]) -> Vec<u8> {
         }
     }
     let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while i < raw.len() {
-        if raw[i] == b'%'
-            && i + 2 < raw.len()
-            && let (Some(h), Some(l)) = (hex(raw[i + 1]), hex(raw[i + 2]))
+    let mut rest = raw;
+    while let Some((&byte, after)) = rest.split_first() {
+        if byte == b'%'
+            && let [high, low, tail @ ..] = after
+            && let (Some(h), Some(l)) = (hex(*high), hex(*low))
         {
             out.push(h << 4 | l);
-            i += 3;
+            rest = tail;
             continue;
         }
-        out.push(raw[i]);
-        i += 1;
+        out.push(byte);
+        rest = after;
     }
     out
 }
@@ -188,10 +188,10 @@ fn percent_decode(raw: &[u8]) -> Vec<u8> {
 /// decimal; the longest valid prefix; 0 when there are no digits.
 pub fn c_strtol(s: &str) -> i64 {
     let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (negative, s) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
+    let (negative, s) = match (s.strip_prefix('-'), s.strip_prefix('+')) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, s),
     };
     let (radix, digits) = if let Some(rest) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         if rest.as_bytes().first().is_some_and(u8::is_ascii_hexdigit) { (16, rest) } else { (10, "0") }
@@ -205,21 +205,29 @@ pub fn c_strtol(s: &str) -> i64 {
         let Some(d) = ch.to_digit(radix) else { break };
         value = value.saturating_mul(i64::from(radix)).saturating_add(i64::from(d));
     }
+    // `value` is at most i64::MAX, so its negation fits.
     if negative { -value } else { value }
+}
+
+/// [`c_atoi`] as a C `int`, saturated (C leaves an overflow undefined).
+pub fn c_int(s: &str) -> i32 {
+    let value = c_atoi(s);
+    i32::try_from(value).unwrap_or(if value < 0 { i32::MIN } else { i32::MAX })
 }
 
 /// C `atoi`: decimal prefix after spaces and a sign; 0 when none.
 pub fn c_atoi(s: &str) -> i64 {
     let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
-    let (negative, s) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
+    let (negative, s) = match (s.strip_prefix('-'), s.strip_prefix('+')) {
+        (Some(rest), _) => (true, rest),
+        (None, Some(rest)) => (false, rest),
+        (None, None) => (false, s),
     };
     let mut value: i64 = 0;
     for b in s.bytes().take_while(u8::is_ascii_digit) {
         value = value.saturating_mul(10).saturating_add(i64::from(b - b'0'));
     }
+    // `value` is at most i64::MAX, so its negation fits.
     if negative { -value } else { value }
 }
 
@@ -229,24 +237,31 @@ pub fn c_atoi(s: &str) -> i64 {
 fn scan_numbers(s: &[u8], pattern: &[u8], out: &mut [i32; 5]) -> usize {
     let mut at = 0;
     let mut matched = 0;
+    let is = |at: usize, test: fn(&u8) -> bool| s.get(at).is_some_and(test);
     for &p in pattern {
         if p == b'#' {
-            while at < s.len() && s[at].is_ascii_whitespace() {
+            while is(at, u8::is_ascii_whitespace) {
                 at += 1;
             }
             let start = at;
-            if at < s.len() && (s[at] == b'-' || s[at] == b'+') {
+            if is(at, |b| matches!(b, b'-' | b'+')) {
                 at += 1;
             }
             let digits = at;
-            while at < s.len() && s[at].is_ascii_digit() {
+            while is(at, u8::is_ascii_digit) {
                 at += 1;
             }
             if at == digits {
                 return matched;
             }
-            let text = std::str::from_utf8(&s[start..at]).unwrap_or("0");
-            out[matched] = text.parse::<i64>().map_or(0, |v| v.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32);
+            let Some(slot) = out.get_mut(matched) else { return matched };
+            // A sign and ASCII digits: always UTF-8; C's %d saturates like this on glibc.
+            let text = s.get(start..at).and_then(|t| std::str::from_utf8(t).ok()).unwrap_or("0");
+            *slot = match text.parse::<i64>() {
+                Ok(value) => i32::try_from(value).unwrap_or(if value < 0 { i32::MIN } else { i32::MAX }),
+                Err(_) if text.starts_with('-') => i32::MIN,
+                Err(_) => i32::MAX,
+            };
             matched += 1;
         } else {
             if s.get(at) != Some(&p) {
@@ -329,7 +344,10 @@ pub fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
             continue;
         }
         let (name, value) = match line.iter().position(|&b| b == b':') {
-            Some(colon) => (trim(&line[..colon]), trim(&line[colon + 1..])),
+            Some(colon) => {
+                let (name, value) = line.split_at(colon);
+                (trim(name), trim(value.get(1..).unwrap_or_default()))
+            }
             None => (trim(line), &b""[..]),
         };
         if name.is_empty() {
@@ -352,8 +370,11 @@ pub fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
         Some(value) => Some(hex_decode(&value).ok_or_else(|| HttpError::bad_request("invalid EOL encoding"))?),
         None => None,
     };
-    let line_delim_length = header("X-GP-LINE-DELIM-LENGTH").map_or(-1, |v| c_atoi(&v) as i32);
-    if line_delim_length > 0 && line_delim.as_ref().is_none_or(|d| d.len() != line_delim_length as usize) {
+    let line_delim_length = header("X-GP-LINE-DELIM-LENGTH").map_or(-1, |v| c_int(&v));
+    if let Ok(wanted) = usize::try_from(line_delim_length)
+        && wanted > 0
+        && line_delim.as_ref().is_none_or(|d| d.len() != wanted)
+    {
         return Err(HttpError::bad_request("invalid EOL length"));
     }
     let seq = match header("X-GP-SEQ") {
@@ -398,8 +419,8 @@ pub fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
         path: path.to_string(),
         proto,
         tid,
-        segment_id: header("X-GP-SEGMENT-ID").map(|v| c_atoi(&v) as i32),
-        segment_count: header("X-GP-SEGMENT-COUNT").map(|v| c_atoi(&v) as i32),
+        segment_id: header("X-GP-SEGMENT-ID").map(|v| c_int(&v)),
+        segment_count: header("X-GP-SEGMENT-COUNT").map(|v| c_int(&v)),
         zstd_offered: header("X-GP-ZSTD").is_some_and(|v| c_atoi(&v) != 0),
         csvopt,
         line_delim,
@@ -594,6 +615,55 @@ mod tests {
         assert_eq!((r.seq, r.done, r.content_length, r.expect_continue), (Some(2), true, Some(4294967226), true));
         assert_eq!(error(&minimal("X-GP-SEQ: 0\r\n")).reason, "invalid sequence number");
         assert_eq!(error(&minimal("Content-Length: -5\r\n")).reason, "invalid Content-Length");
+    }
+
+    /// Random bytes, every prefix of a real head, and multi-byte or odd bytes
+    /// at every position of it: an answer each time, never a panic.
+    #[test]
+    fn no_head_panics_the_parser() {
+        let real = GP7_HEAD.as_bytes();
+        let oddities: [&[u8]; 8] =
+            [b"\xc3\xa9", "\u{20ac}".as_bytes(), "\u{1f600}".as_bytes(), b"\xff", b"%", b"%e2%82", b"\n", b":"];
+        for end in 0..=real.len() {
+            let _ = head_len(&real[..end]);
+            let _ = parse_head(&real[..end]);
+            for odd in oddities {
+                let mut changed = real[..end].to_vec();
+                changed.extend_from_slice(odd);
+                changed.extend_from_slice(&real[end..]);
+                let _ = parse_head(&changed);
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"GET /:%0aXx-GP-PROTO\r\n \t0123456789-+\xff\xc3";
+        for _ in 0..5000 {
+            let len = (next() % 200) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            let _ = head_len(&bytes);
+            let _ = parse_head(&bytes);
+            let _ = parse_csvopt(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
+    #[test]
+    fn numbers_past_an_int_saturate() {
+        let r = request(&minimal("X-GP-SEGMENT-ID: 4294967296\r\nX-GP-SEGMENT-COUNT: -99999999999999999999\r\n"));
+        assert_eq!((r.segment_id, r.segment_count), (Some(i32::MAX), Some(i32::MIN)));
+        assert_eq!(
+            parse_csvopt("m1x99999999999q-99999999999999999999n0h0").map(|o| (o.escape, o.quote)),
+            Ok((i32::MAX, i32::MIN))
+        );
+        assert_eq!(
+            error(&minimal("X-GP-LINE-DELIM-STR: 0A\r\nX-GP-LINE-DELIM-LENGTH: 4294967297\r\n")).reason,
+            "invalid EOL length"
+        );
+        assert_eq!(c_strtol("-0x8000000000000000"), -i64::MAX);
     }
 
     #[test]

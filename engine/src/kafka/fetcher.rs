@@ -244,7 +244,7 @@ impl NativeFetcher {
                     Err(_) => return (taken, false),
                 }
             }
-            let finished = self.deliver(limit - taken, &mut taken, sink);
+            let finished = self.deliver(limit.saturating_sub(taken), &mut taken, sink);
             if !finished {
                 return (taken, true);
             }
@@ -378,7 +378,7 @@ fn walk_partition(
                 *delivered += 1;
             }
         }
-        reached = batch.last_offset() + 1;
+        reached = batch.next_offset();
     }
     Walked::Whole { reached }
 }
@@ -453,7 +453,7 @@ async fn refresh_metadata(shared: &Shared) -> Result<(), String> {
             let mut request = Vec::new();
             wire::encode_metadata_request(&mut request, correlation_id, &shared.plan.client_id, &shared.topic);
             let mut frame = Vec::new();
-            exchange(&mut stream, &request, &mut frame, RESPONSE_GRACE).await?;
+            exchange(&mut stream, &request, &mut frame, RESPONSE_GRACE, MAX_METADATA_FRAME).await?;
             let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
             wire::parse_metadata_response(body, &shared.topic).map_err(|e| e.to_string())
         }
@@ -503,7 +503,8 @@ async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>)
             // Rotate the order so a large first partition cannot starve the others.
             rotation = rotation.wrapping_add(1);
             for i in 0..count {
-                let position = &mut positions[(i + rotation) % count];
+                // `count` is not 0 inside the loop.
+                let Some(position) = positions.get_mut((i + rotation) % count) else { continue };
                 if position.next >= 0 && !position.in_flight && shared.leader_of(position.partition) == Some(leader) {
                     position.in_flight = true;
                     wanted.push(FetchPartition {
@@ -576,7 +577,7 @@ async fn fetch_once(
         &plan.client_id,
         &FetchRequest {
             topic: &shared.topic,
-            max_wait_ms: plan.max_wait.as_millis().min(i32::MAX as u128) as i32,
+            max_wait_ms: i32::try_from(plan.max_wait.as_millis()).unwrap_or(i32::MAX),
             min_bytes: 1,
             max_bytes: plan.request_max_bytes,
             isolation: plan.isolation,
@@ -584,7 +585,7 @@ async fn fetch_once(
         },
     );
     let mut frame = shared.spare_frames.borrow_mut().pop().unwrap_or_default();
-    exchange(connection, request, &mut frame, plan.max_wait + RESPONSE_GRACE).await?;
+    exchange(connection, request, &mut frame, plan.max_wait + RESPONSE_GRACE, MAX_FETCH_FRAME).await?;
     // Check the frame here, where a bad one can be retried, not where it is delivered.
     let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
     let mut partitions = Vec::new();
@@ -625,7 +626,7 @@ fn advance(shared: &Shared, generation: u64, fetched: &Fetched, wanted: &[FetchP
                 let mut next = position.next;
                 for batch in RecordBatches::new(data.records) {
                     match batch {
-                        Ok(batch) => next = next.max(batch.last_offset() + 1),
+                        Ok(batch) => next = next.max(batch.next_offset()),
                         Err(_) => {
                             next = -1; // delivery reports it
                             break;
@@ -684,13 +685,32 @@ async fn resolve(address: &str) -> Result<SocketAddr, String> {
     receiver.recv().await.map_err(|e| e.to_string())?.map_err(|e| format!("cannot resolve {address}: {e}"))
 }
 
-/// Sends a request frame and reads the response frame into `frame`.
-async fn exchange(stream: &mut TcpStream, request: &[u8], frame: &mut Vec<u8>, limit: Duration) -> Result<(), String> {
+/// The largest metadata response read (one topic's: kilobytes).
+const MAX_METADATA_FRAME: usize = 16 << 20;
+/// The largest fetch response read: far above the request's byte limit (50
+/// MiB at most) plus one oversized first batch, far below what a stray
+/// non-Kafka peer's first bytes claim (`HTTP` reads as 1.2 GB).
+const MAX_FETCH_FRAME: usize = 512 << 20;
+
+/// Sends a request frame and reads the response frame into `frame`; a
+/// response claiming more than `max_frame` bytes is refused before it is allocated.
+async fn exchange(
+    stream: &mut TcpStream,
+    request: &[u8],
+    frame: &mut Vec<u8>,
+    limit: Duration,
+    max_frame: usize,
+) -> Result<(), String> {
     let io = async {
         stream.write_all(request).await?;
         let mut prefix = [0u8; 4];
         stream.read_exact(&mut prefix).await?;
         let size = wire::frame_size(prefix).map_err(std::io::Error::other)?;
+        if size > max_frame {
+            return Err(std::io::Error::other(format!(
+                "kafka response of {size} bytes exceeds the {max_frame} bytes a response may have (not a kafka broker?)"
+            )));
+        }
         frame.clear();
         frame.resize(size, 0);
         stream.read_exact(frame).await?;
@@ -765,6 +785,35 @@ mod tests {
         let walked =
             walk_partition(&data, false, &mut AbortedFilter::default(), &mut Vec::new(), 9, &mut delivered, &mut sink);
         assert_eq!((walked, sink.offsets), (Walked::Whole { reached: 4 }, vec![0, 2]));
+    }
+
+    /// A peer that is not a broker (an HTTP server) answers bytes whose
+    /// first four read as a 1.2 GB frame: refused before it is allocated.
+    #[test]
+    fn a_response_claiming_a_huge_frame_is_refused() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut socket, _) = listener.accept().unwrap();
+            let mut request = [0u8; 64];
+            let _ = socket.read(&mut request).unwrap();
+            socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        });
+        let result = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let mut stream = connect(&address.to_string()).await.unwrap();
+                let mut frame = Vec::new();
+                exchange(&mut stream, b"\0\0\0\0", &mut frame, Duration::from_secs(10), MAX_FETCH_FRAME).await
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        peer.join().unwrap();
+        assert_eq!(
+            result.unwrap_err(),
+            "kafka response of 1213486160 bytes exceeds the 536870912 bytes a response may have (not a kafka broker?)"
+        );
     }
 
     #[test]

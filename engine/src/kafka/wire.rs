@@ -11,6 +11,10 @@
 //! - A trailing partial record batch (a fetch response cut at its byte
 //!   limit) ends iteration without an error; anything else malformed is a
 //!   [`WireError`] naming what was being read.
+//! - Broker bytes never panic a reader: every length, count and offset is
+//!   checked (an offset past `i64::MAX` is [`WireError::Malformed`]), and a
+//!   compressed batch may decompress to at most [`MAX_DECOMPRESSED_BATCH`]
+//!   bytes (a snappy block's claimed length is checked before it is allocated).
 //! - [`RecordBatch::last_offset`] is where the next fetch of the partition
 //!   starts, whatever records the batch still holds (compaction) or whether
 //!   it is a control batch; records below the requested offset are the
@@ -58,10 +62,12 @@ fn put_i32(out: &mut Vec<u8>, v: i32) {
 fn put_i64(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&v.to_be_bytes());
 }
+/// A Kafka string: at most 32767 bytes (a longer one is cut; names are far shorter).
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    let len = i16::try_from(s.len()).unwrap_or(i16::MAX);
-    put_i16(out, len);
-    out.extend_from_slice(&s.as_bytes()[..len as usize]);
+    let bytes = s.as_bytes();
+    let bytes = bytes.get(..i16::MAX.unsigned_abs().into()).unwrap_or(bytes);
+    put_i16(out, i16::try_from(bytes.len()).unwrap_or(i16::MAX));
+    out.extend_from_slice(bytes);
 }
 
 /// Starts a request frame: size placeholder and header v1. Finish with [`end_request`].
@@ -76,8 +82,11 @@ fn begin_request(out: &mut Vec<u8>, api_key: i16, version: i16, correlation_id: 
 }
 
 fn end_request(out: &mut [u8], start: usize) {
-    let size = (out.len() - start - 4) as i32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
+    // Our own requests: a few partitions and names, far below 2 GiB.
+    let size = i32::try_from(out.len().saturating_sub(start + 4)).unwrap_or(i32::MAX);
+    if let Some(prefix) = out.get_mut(start..start + 4) {
+        prefix.copy_from_slice(&size.to_be_bytes());
+    }
 }
 
 /// Metadata v4 for one topic; no automatic topic creation.
@@ -125,7 +134,7 @@ pub fn encode_fetch_request(out: &mut Vec<u8>, correlation_id: i32, client_id: &
     });
     put_i32(out, 1);
     put_str(out, request.topic);
-    put_i32(out, request.partitions.len() as i32);
+    put_i32(out, i32::try_from(request.partitions.len()).unwrap_or(i32::MAX));
     for p in request.partitions {
         put_i32(out, p.partition);
         put_i64(out, p.offset);
@@ -152,10 +161,17 @@ impl<'a> Reader<'a> {
         Reader { buf, at: 0 }
     }
     fn take(&mut self, n: usize, what: &'static str) -> WireResult<&'a [u8]> {
-        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or(WireError::Truncated(what))?;
-        let bytes = &self.buf[self.at..end];
+        let end = self.at.checked_add(n).ok_or(WireError::Truncated(what))?;
+        let bytes = self.buf.get(self.at..end).ok_or(WireError::Truncated(what))?;
         self.at = end;
         Ok(bytes)
+    }
+    fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.at..).unwrap_or_default()
+    }
+    /// A length or count field: negative (null) is `None`.
+    fn length(&mut self, what: &'static str) -> WireResult<Option<usize>> {
+        Ok(usize::try_from(self.i32(what)?).ok())
     }
     fn array<const N: usize>(&mut self, what: &'static str) -> WireResult<[u8; N]> {
         let bytes = self.take(N, what)?;
@@ -177,23 +193,17 @@ impl<'a> Reader<'a> {
     }
     /// An array length; -1 (null) reads as 0.
     fn count(&mut self, what: &'static str) -> WireResult<usize> {
-        let n = self.i32(what)?;
-        if n < 0 {
-            return Ok(0);
-        }
-        let n = n as usize;
+        let Some(n) = self.length(what)? else { return Ok(0) };
         // Every element takes at least one byte: a larger count is a lie.
-        if n > self.buf.len() - self.at {
+        if n > self.rest().len() {
             return Err(WireError::Malformed(what));
         }
         Ok(n)
     }
+    /// A string; null (a negative length) reads as "".
     fn str(&mut self, what: &'static str) -> WireResult<&'a str> {
-        let len = self.i16(what)?;
-        if len < 0 {
-            return Ok("");
-        }
-        let bytes = self.take(len as usize, what)?;
+        let Ok(len) = usize::try_from(self.i16(what)?) else { return Ok("") };
+        let bytes = self.take(len, what)?;
         std::str::from_utf8(bytes).map_err(|_| WireError::Malformed(what))
     }
     fn varint(&mut self, what: &'static str) -> WireResult<i64> {
@@ -204,6 +214,8 @@ impl<'a> Reader<'a> {
             self.at += 1;
             value |= u64::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
+                // Zig-zag: `value >> 1` has its top bit clear and `value & 1`
+                // is 0 or 1, so both casts are exact.
                 return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
             }
             shift += 7;
@@ -230,7 +242,7 @@ pub fn response_body(frame: &[u8], expected_correlation: i32) -> WireResult<&[u8
     if got != expected_correlation {
         return Err(WireError::Correlation { expected: expected_correlation, got });
     }
-    Ok(&frame[4..])
+    Ok(r.rest())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,8 +338,10 @@ pub fn parse_fetch_response<'a>(body: &'a [u8], topic: &str, out: &mut Vec<Fetch
                 aborted.push((producer_id, first_offset));
             }
             aborted.sort_unstable_by_key(|&(_, first)| first);
-            let len = r.i32("records size")?;
-            let records = if len < 0 { &[][..] } else { r.take(len as usize, "records")? };
+            let records = match r.length("records size")? {
+                None => &[][..],
+                Some(len) => r.take(len, "records")?,
+            };
             if name == topic {
                 out.push(FetchedPartition {
                     partition,
@@ -386,8 +400,14 @@ pub struct RecordBatch<'a> {
 }
 
 impl RecordBatch<'_> {
+    /// The batch's last offset ([`RecordBatches`] refuses a batch where it overflows).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        self.base_offset.saturating_add(i64::from(self.last_offset_delta))
+    }
+
+    /// Where the next fetch starts after this batch.
+    pub fn next_offset(&self) -> i64 {
+        self.last_offset().saturating_add(1)
     }
     pub fn compression(&self) -> WireResult<Compression> {
         Ok(match self.attributes & 0x7 {
@@ -424,7 +444,7 @@ impl RecordBatch<'_> {
         };
         Ok(Records {
             reader: Reader::new(bytes),
-            left: self.record_count.max(0) as u32,
+            left: u32::try_from(self.record_count).unwrap_or(0),
             base_offset: self.base_offset,
             base_timestamp: self.base_timestamp,
             append_time: self.log_append_time().then_some(self.max_timestamp),
@@ -455,7 +475,7 @@ impl<'a> Iterator for RecordBatches<'a> {
             let base_offset = r.i64("batch base offset")?;
             let length = r.i32("batch length")?;
             let length = usize::try_from(length).map_err(|_| WireError::Malformed("negative batch length"))?;
-            let total = BATCH_PREFIX + length;
+            let total = length.checked_add(BATCH_PREFIX).ok_or(WireError::Malformed("batch length"))?;
             r.i32("partition leader epoch")?;
             let magic = r.i8("batch magic")?;
             if magic != 2 {
@@ -476,6 +496,10 @@ impl<'a> Iterator for RecordBatches<'a> {
             r.i16("producer epoch")?;
             r.i32("base sequence")?;
             let record_count = r.i32("record count")?;
+            if base_offset.checked_add(i64::from(last_offset_delta)).and_then(|last| last.checked_add(1)).is_none() {
+                return Err(WireError::Malformed("batch last offset past the largest offset"));
+            }
+            let records = self.buf.get(BATCH_HEADER..total).ok_or(WireError::Malformed("batch length"))?;
             let batch = RecordBatch {
                 base_offset,
                 last_offset_delta,
@@ -484,13 +508,13 @@ impl<'a> Iterator for RecordBatches<'a> {
                 max_timestamp,
                 producer_id,
                 record_count,
-                records: &self.buf[BATCH_HEADER..total],
+                records,
             };
             Ok(Some((batch, total)))
         })();
         match parsed {
             Ok(Some((batch, total))) => {
-                self.buf = &self.buf[total..];
+                self.buf = self.buf.get(total..).unwrap_or_default();
                 Some(Ok(batch))
             }
             Ok(None) => {
@@ -538,9 +562,10 @@ impl<'a> Records<'a> {
             return Err(WireError::Malformed("record longer than its length"));
         }
         r.at = end;
+        let offset = self.base_offset.checked_add(offset_delta).ok_or(WireError::Malformed("record offset delta"))?;
         Ok(Record {
-            offset: self.base_offset + offset_delta,
-            timestamp_ms: self.append_time.unwrap_or(self.base_timestamp + timestamp_delta),
+            offset,
+            timestamp_ms: self.append_time.unwrap_or(self.base_timestamp.saturating_add(timestamp_delta)),
             key,
             value,
         })
@@ -566,47 +591,72 @@ impl<'a> Iterator for Records<'a> {
 /// Kafka's Java client frames snappy the way xerial's snappy-java does.
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
-fn decompress(compression: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
-    out.clear();
-    match compression {
-        Compression::None => out.extend_from_slice(input),
-        Compression::Gzip => {
-            flate2::read::GzDecoder::new(input).read_to_end(out).map_err(|e| e.to_string())?;
-        }
-        Compression::Lz4 => {
-            lz4_flex::frame::FrameDecoder::new(input).read_to_end(out).map_err(|e| e.to_string())?;
-        }
-        Compression::Zstd => {
-            zstd::stream::read::Decoder::with_buffer(input)
-                .and_then(|mut d| d.read_to_end(out))
-                .map_err(|e| e.to_string())?;
-        }
-        Compression::Snappy => {
-            if input.starts_with(XERIAL_MAGIC) && input.len() >= 16 {
-                let mut at = 16;
-                while at < input.len() {
-                    let len = input
-                        .get(at..at + 4)
-                        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-                        .ok_or("truncated xerial block length")?;
-                    at += 4;
-                    let block = input.get(at..at + len).ok_or("truncated xerial block")?;
-                    at += len;
-                    snappy_append(block, out)?;
-                }
-            } else {
-                snappy_append(input, out)?;
-            }
-        }
+/// The most bytes one record batch may decompress to. Producers' batches are
+/// kilobytes to a few megabytes; a claim beyond this is a decompression bomb
+/// (or garbage), refused before it is allocated.
+pub const MAX_DECOMPRESSED_BATCH: usize = 256 << 20;
+
+fn too_large(limit: usize) -> String {
+    format!("decompresses to more than {limit} bytes")
+}
+
+/// Reads `decoder` to its end into `out`, at most `limit` bytes.
+fn read_bounded(decoder: impl Read, out: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+    let most = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    decoder.take(most).read_to_end(out).map_err(|e| e.to_string())?;
+    if out.len() > limit {
+        return Err(too_large(limit));
     }
     Ok(())
 }
 
-fn snappy_append(block: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+fn decompress(compression: Compression, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+    decompress_at_most(compression, input, out, MAX_DECOMPRESSED_BATCH)
+}
+
+fn decompress_at_most(compression: Compression, input: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), String> {
+    out.clear();
+    match compression {
+        Compression::None => out.extend_from_slice(input),
+        Compression::Gzip => read_bounded(flate2::read::GzDecoder::new(input), out, limit)?,
+        Compression::Lz4 => read_bounded(lz4_flex::frame::FrameDecoder::new(input), out, limit)?,
+        Compression::Zstd => {
+            read_bounded(zstd::stream::read::Decoder::with_buffer(input).map_err(|e| e.to_string())?, out, limit)?;
+        }
+        Compression::Snappy => match input.strip_prefix(XERIAL_MAGIC).and_then(|rest| rest.get(8..)) {
+            // Xerial framing: magic, two version words, then (length, block) pairs.
+            Some(mut blocks) => {
+                while !blocks.is_empty() {
+                    let (len, rest) = blocks.split_first_chunk::<4>().ok_or("truncated xerial block length")?;
+                    let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| "xerial block length")?;
+                    let block = rest.get(..len).ok_or("truncated xerial block")?;
+                    blocks = rest.get(len..).unwrap_or_default();
+                    snappy_append(block, out, limit)?;
+                }
+            }
+            None => snappy_append(input, out, limit)?,
+        },
+    }
+    Ok(())
+}
+
+/// Snappy's densest element, a 3-byte copy, yields 64 bytes: no valid block
+/// expands more than 22 times (plus its length preamble).
+const SNAPPY_MAX_EXPANSION: usize = 22;
+
+fn snappy_append(block: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<(), String> {
     let len = snap::raw::decompress_len(block).map_err(|e| e.to_string())?;
+    if len > block.len().saturating_mul(SNAPPY_MAX_EXPANSION) {
+        return Err(format!(
+            "a snappy block of {} bytes claims {len} bytes, more than snappy can expand to",
+            block.len()
+        ));
+    }
     let start = out.len();
-    out.resize(start + len, 0);
-    snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| e.to_string())?;
+    let end = start.checked_add(len).filter(|&end| end <= limit).ok_or_else(|| too_large(limit))?;
+    out.resize(end, 0);
+    let room = out.get_mut(start..).unwrap_or_default();
+    snap::raw::Decoder::new().decompress(block, room).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -654,7 +704,7 @@ fn is_abort_marker(batch: &RecordBatch<'_>) -> bool {
     let mut scratch = Vec::new();
     let Ok(mut records) = batch.records(&mut scratch) else { return false };
     match records.next() {
-        Some(Ok(Record { key: Some(key), .. })) if key.len() >= 4 => i16::from_be_bytes([key[2], key[3]]) == 0,
+        Some(Ok(Record { key: Some([_, _, high, low, ..]), .. })) => i16::from_be_bytes([*high, *low]) == 0,
         _ => false,
     }
 }
@@ -860,6 +910,156 @@ mod tests {
         ]
         .concat();
         assert_eq!(out, expected);
+    }
+
+    /// xorshift64: reproducible random bytes without a dependency.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            usize::try_from(self.next() % u64::try_from(n.max(1)).unwrap()).unwrap()
+        }
+        fn bytes(&mut self, len: usize) -> Vec<u8> {
+            (0..len).map(|_| self.next().to_le_bytes()[0]).collect()
+        }
+    }
+
+    /// Everything a broker can send goes through here; nothing may panic.
+    fn read_everything(records: &[u8]) {
+        let mut scratch = Vec::new();
+        let mut filter = AbortedFilter::default();
+        filter.reset(&[(1, 0), (-1, i64::MAX)]);
+        for batch in RecordBatches::new(records) {
+            let Ok(batch) = batch else { break };
+            let _ = (batch.last_offset(), batch.next_offset(), filter.admits(&batch));
+            if let Ok(records) = batch.records(&mut scratch) {
+                for record in records {
+                    let _ = record;
+                }
+            }
+        }
+    }
+
+    fn sample_batches() -> Vec<u8> {
+        let mut bytes = Vec::new();
+        encode_record_batch(&mut bytes, 40, 1_000, 0, -1, &[(0, None, Some(b"a")), (5, Some(b"k"), None)]);
+        encode_record_batch(&mut bytes, 42, 2_000, 0x10, 1, &[(0, None, Some("\u{20ac}\u{1f600}".as_bytes()))]);
+        encode_record_batch(&mut bytes, 43, 3_000, 0x30, 1, &[(0, Some(&[0, 0, 0, 0]), Some(b""))]);
+        bytes
+    }
+
+    #[test]
+    fn no_broker_bytes_panic_the_readers() {
+        let batches = sample_batches();
+        let mut compressed = Vec::new();
+        for codec in 1..=4 {
+            let mut batch = Vec::new();
+            encode_record_batch(&mut batch, 0, 10, 0, -1, &[(0, None, Some(b"one"))]);
+            let packed = match codec {
+                2 => snap::raw::Encoder::new().compress_vec(batch_records(&batch)).unwrap(),
+                4 => zstd::bulk::compress(batch_records(&batch), 1).unwrap(),
+                _ => b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01\xff\xff\xff\xff".to_vec(),
+            };
+            set_compressed_records(&mut batch, codec, &packed);
+            compressed.extend(batch);
+        }
+        let mut random = Random(0x853c_49e6_748f_ea9b);
+        for sample in [&batches, &compressed] {
+            // Every cut, and every byte replaced by a few values.
+            for end in 0..=sample.len() {
+                read_everything(&sample[..end]);
+            }
+            for at in 0..sample.len() {
+                for value in [0x00, 0x7f, 0x80, 0xff, random.next().to_le_bytes()[0]] {
+                    let mut changed = sample.clone();
+                    changed[at] = value;
+                    read_everything(&changed);
+                }
+            }
+        }
+        for _ in 0..3000 {
+            let len = random.below(300);
+            let bytes = random.bytes(len);
+            read_everything(&bytes);
+            let mut out = Vec::new();
+            let _ = parse_fetch_response(&bytes, "t", &mut out);
+            let _ = parse_metadata_response(&bytes, "t");
+            let _ = response_body(&bytes, 1);
+            for codec in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+                let _ = decompress(codec, &bytes, &mut Vec::new());
+            }
+        }
+    }
+
+    #[test]
+    fn offsets_past_the_largest_are_malformed_not_overflows() {
+        let mut bytes = Vec::new();
+        encode_record_batch(&mut bytes, i64::MAX - 1, 0, 0, -1, &[(0, None, Some(b"a")), (0, None, Some(b"b"))]);
+        let error = RecordBatches::new(&bytes).next().unwrap().unwrap_err();
+        assert_eq!(error, WireError::Malformed("batch last offset past the largest offset"));
+
+        // A record whose offset delta overflows the batch's base offset.
+        let mut bytes = Vec::new();
+        encode_record_batch(&mut bytes, i64::MAX - 1, i64::MAX, 0, -1, &[(0, None, Some(b"a"))]);
+        let mut record = vec![0u8];
+        put_varint(&mut record, i64::MAX);
+        put_varint(&mut record, i64::MAX);
+        put_varint(&mut record, -1);
+        put_varint(&mut record, -1);
+        put_varint(&mut record, 0);
+        let mut records = Vec::new();
+        put_varint(&mut records, i64::try_from(record.len()).unwrap());
+        records.extend(record);
+        set_compressed_records(&mut bytes, 0, &records);
+        let batch = RecordBatches::new(&bytes).next().unwrap().unwrap();
+        let mut scratch = Vec::new();
+        let first = batch.records(&mut scratch).unwrap().next().unwrap();
+        assert_eq!(first, Err(WireError::Malformed("record offset delta")));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_before_it_is_allocated() {
+        let mut claim = Vec::new();
+        // Snappy's preamble: the uncompressed length as a varint (unsigned).
+        let mut len = u64::try_from(MAX_DECOMPRESSED_BATCH).unwrap() + 1;
+        while len >= 0x80 {
+            claim.push(u8::try_from(len & 0x7f).unwrap() | 0x80);
+            len >>= 7;
+        }
+        claim.push(u8::try_from(len).unwrap());
+        claim.extend_from_slice(b"junk");
+        let error = decompress(Compression::Snappy, &claim, &mut Vec::new()).unwrap_err();
+        assert_eq!(error, "a snappy block of 9 bytes claims 268435457 bytes, more than snappy can expand to");
+        // Blocks that each expand plausibly still may not add up past the cap,
+        // and streaming codecs stop at it (shown with a small cap).
+        let mut framed = XERIAL_MAGIC.to_vec();
+        framed.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 1]);
+        let block = snap::raw::Encoder::new().compress_vec(&[7u8; 600]).unwrap();
+        for _ in 0..2 {
+            framed.extend_from_slice(&u32::try_from(block.len()).unwrap().to_be_bytes());
+            framed.extend_from_slice(&block);
+        }
+        let zeros = vec![0u8; 1001];
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gzip, &zeros).unwrap();
+        let mut lz4 = lz4_flex::frame::FrameEncoder::new(Vec::new());
+        std::io::Write::write_all(&mut lz4, &zeros).unwrap();
+        for (codec, bytes) in [
+            (Compression::Snappy, framed),
+            (Compression::Gzip, gzip.finish().unwrap()),
+            (Compression::Lz4, lz4.finish().unwrap()),
+            (Compression::Zstd, zstd::bulk::compress(&zeros, 1).unwrap()),
+        ] {
+            let error = decompress_at_most(codec, &bytes, &mut Vec::new(), 1000).unwrap_err();
+            assert_eq!(error, "decompresses to more than 1000 bytes", "{codec:?}");
+            assert!(decompress_at_most(codec, &bytes, &mut Vec::new(), 1200).is_ok(), "{codec:?}");
+        }
     }
 
     #[test]
