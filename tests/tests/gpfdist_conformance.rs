@@ -168,7 +168,8 @@ fn load() -> BTreeMap<String, Vec<Connection>> {
         let stem = name.trim_end_matches("__request.txt");
         let read = |suffix: &str| std::fs::read_to_string(dir.join(format!("{stem}{suffix}"))).ok();
         let required = |suffix: &str| {
-            read(suffix).unwrap_or_else(|| panic!("the capture {} is missing", dir.join(format!("{stem}{suffix}")).display()))
+            read(suffix)
+                .unwrap_or_else(|| panic!("the capture {} is missing", dir.join(format!("{stem}{suffix}")).display()))
         };
         let request = Captured::parse(&required("__request.txt"));
         let first = Captured::parse(&required("__response.txt"));
