@@ -107,3 +107,42 @@ fn big_job_files_are_accepted_and_other_calls_answer_while_they_are_validated() 
     expected.push("small");
     assert_eq!(server.ok(&["list", "--name-only"]).lines().collect::<Vec<_>>(), expected);
 }
+
+#[test]
+fn binary_and_out_of_range_job_files_are_refused_in_the_files_terms() {
+    let server = Server::start();
+    let write = |name: &str, bytes: &[u8]| {
+        let path = server.dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.display().to_string()
+    };
+    let nul = write("nul.yaml", &[0u8; 4096]);
+    let out = server.cli(&["submit", &nul]);
+    assert_eq!(
+        (out.code, out.stderr.trim()),
+        (1, "flowcli: nul.yaml (line 1): not a YAML text file: a NUL byte at column 1")
+    );
+    let latin1 = write("latin1.yaml", b"version: v1.0\nsource:\n  kafka:\n    topic: caf\xe9\n");
+    let out = server.cli(&["submit", &latin1]);
+    assert_eq!(
+        (out.code, out.stderr.trim().to_owned()),
+        (2, format!("flowcli: {latin1} (line 4): not a YAML text file: invalid UTF-8 (byte 0xe9) at column 15"))
+    );
+    let job = simple_json_job(
+        "t",
+        "t",
+        "exactly-once",
+        "        interval_ms: 200",
+        "    error_limit: 340282366920938463463374607431768211456\n",
+    );
+    let line = job.lines().position(|l| l.starts_with("    error_limit:")).unwrap() + 1;
+    let out = server.submit_yaml("huge", &job, &[]);
+    assert_eq!(
+        out.stderr.trim(),
+        format!(
+            "flowcli: huge.yaml: target.database.error_limit (line {line}): must be at most 18446744073709551615 \
+             (or a percentage like \"5%\"); got 340282366920938463463374607431768211456"
+        )
+    );
+    assert_eq!(server.ok(&["list", "--name-only"]).trim(), "");
+}
