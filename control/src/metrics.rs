@@ -1,6 +1,17 @@
 //! The Prometheus endpoint (`Prometheus` block of flow_server.json):
-//! FlowServer's job counts under its metric names, plus per-job series it
-//! lacks (rows, errors, batches, lag, latency, state), in the text format.
+//! FlowServer's job counts and process metrics under its metric names, plus
+//! per-job series it lacks (rows, errors, batches, lag, latency, state), in
+//! the text format.
+//!
+//! The process metrics are those of FlowServer (the Prometheus Go client's
+//! process collector, namespace `whpg_flow_server`), with its meanings, read
+//! from `/proc/self` at each scrape: CPU seconds (user + system, all
+//! threads), open and maximum file descriptors (the soft limit), resident and
+//! virtual memory, the address-space limit, the start time, and the bytes
+//! received and sent on every interface of the process's network namespace
+//! (`/proc/self/net/dev`, loopback included). A limit that is `unlimited` is
+//! 2^64 - 1, as there. A value that cannot be read (no `/proc`) leaves its
+//! series out rather than reporting a made-up number.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -113,6 +124,7 @@ async fn read_head(socket: &mut tokio::net::TcpStream, buffer: &mut [u8]) -> Opt
 }
 
 pub async fn render(registry: &Registry) -> String {
+    let process = tokio::task::spawn_blocking(ProcessStats::read).await.unwrap_or_default();
     let views = registry.views().await;
     let statuses: Vec<_> = views.iter().map(|v| (v.state, status_of(v))).collect();
     let mut out = String::new();
@@ -126,6 +138,7 @@ pub async fn render(registry: &Registry) -> String {
     let _ = writeln!(out, "# HELP whpg_flow_server_job_total Total number of jobs known to the server.");
     let _ = writeln!(out, "# TYPE whpg_flow_server_job_total gauge");
     let _ = writeln!(out, "whpg_flow_server_job_total {}", statuses.len());
+    process.render(&mut out);
     type Value = fn(&flowserver_proto::v1::JobStatus) -> f64;
     let series: [(&str, &str, &str, Value); 7] = [
         ("flowserver_job_rows_loaded_total", "counter", "Rows written to the target tables.", |s| s.rows_loaded as f64),
@@ -151,6 +164,154 @@ pub async fn render(registry: &Registry) -> String {
         let _ = writeln!(out, "flowserver_job_state{{job=\"{}\",state=\"{}\"}} 1", escape(&status.name), state.word());
     }
     out
+}
+
+/// Linux's `USER_HZ`: the unit of the times in `/proc/<pid>/stat`, fixed by
+/// the kernel's ABI whatever the kernel's own tick rate.
+const USER_HZ: f64 = 100.0;
+
+/// One reading of the process's counters; `None` where `/proc` did not answer.
+#[derive(Debug, Default, Clone, PartialEq)]
+struct ProcessStats {
+    cpu_seconds: Option<f64>,
+    open_fds: Option<u64>,
+    max_fds: Option<u64>,
+    resident_memory_bytes: Option<u64>,
+    virtual_memory_bytes: Option<u64>,
+    virtual_memory_max_bytes: Option<u64>,
+    start_time_seconds: Option<f64>,
+    network_receive_bytes: Option<u64>,
+    network_transmit_bytes: Option<u64>,
+}
+
+impl ProcessStats {
+    fn read() -> ProcessStats {
+        let text = |path: &str| match std::fs::read_to_string(path) {
+            Ok(text) => Some(text),
+            Err(error) => {
+                tracing::debug!(path, %error, "process metrics: cannot read");
+                None
+            }
+        };
+        let stat = text("/proc/self/stat").and_then(|stat| parse_stat(&stat));
+        let boot_time = text("/proc/stat").and_then(|stat| parse_boot_time(&stat));
+        let limits = text("/proc/self/limits");
+        let network = text("/proc/self/net/dev").and_then(|dev| parse_net_dev(&dev));
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count() as u64);
+        ProcessStats {
+            cpu_seconds: stat.map(|stat| stat.cpu_ticks as f64 / USER_HZ),
+            open_fds,
+            max_fds: limits.as_deref().and_then(|limits| parse_soft_limit(limits, "Max open files")),
+            resident_memory_bytes: text("/proc/self/status").and_then(|status| parse_resident_bytes(&status)),
+            virtual_memory_bytes: stat.map(|stat| stat.virtual_bytes),
+            virtual_memory_max_bytes: limits
+                .as_deref()
+                .and_then(|limits| parse_soft_limit(limits, "Max address space")),
+            start_time_seconds: stat.zip(boot_time).map(|(stat, boot)| boot as f64 + stat.start_ticks as f64 / USER_HZ),
+            network_receive_bytes: network.map(|(received, _)| received),
+            network_transmit_bytes: network.map(|(_, sent)| sent),
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        let float = |value: Option<f64>| value.map(|v| v.to_string());
+        let integer = |value: Option<u64>| value.map(|v| v.to_string());
+        let series = [
+            (
+                "cpu_seconds_total",
+                "counter",
+                "Total user and system CPU time spent in seconds.",
+                float(self.cpu_seconds),
+            ),
+            ("max_fds", "gauge", "Maximum number of open file descriptors.", integer(self.max_fds)),
+            (
+                "network_receive_bytes_total",
+                "counter",
+                "Number of bytes received by the process over the network.",
+                integer(self.network_receive_bytes),
+            ),
+            (
+                "network_transmit_bytes_total",
+                "counter",
+                "Number of bytes sent by the process over the network.",
+                integer(self.network_transmit_bytes),
+            ),
+            ("open_fds", "gauge", "Number of open file descriptors.", integer(self.open_fds)),
+            ("resident_memory_bytes", "gauge", "Resident memory size in bytes.", integer(self.resident_memory_bytes)),
+            (
+                "start_time_seconds",
+                "gauge",
+                "Start time of the process since Unix epoch in seconds.",
+                float(self.start_time_seconds),
+            ),
+            ("virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", integer(self.virtual_memory_bytes)),
+            (
+                "virtual_memory_max_bytes",
+                "gauge",
+                "Maximum amount of virtual memory available in bytes.",
+                integer(self.virtual_memory_max_bytes),
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let Some(value) = value else { continue };
+            let _ = writeln!(out, "# HELP whpg_flow_server_process_{name} {help}");
+            let _ = writeln!(out, "# TYPE whpg_flow_server_process_{name} {kind}");
+            let _ = writeln!(out, "whpg_flow_server_process_{name} {value}");
+        }
+    }
+}
+
+/// The fields of `/proc/<pid>/stat` the metrics use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    /// utime + stime.
+    cpu_ticks: u64,
+    /// Ticks after boot.
+    start_ticks: u64,
+    virtual_bytes: u64,
+}
+
+/// `pid (comm) state ppid …`: `comm` may hold spaces and parentheses, so the
+/// fields are counted after its last `)`; there field 3 (state) is the first.
+fn parse_stat(stat: &str) -> Option<Stat> {
+    let (_, after_comm) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let field = |number: usize| -> Option<u64> { fields.get(number.checked_sub(3)?)?.parse().ok() };
+    Some(Stat { cpu_ticks: field(14)?.checked_add(field(15)?)?, start_ticks: field(22)?, virtual_bytes: field(23)? })
+}
+
+/// `btime <seconds since the epoch>` of `/proc/stat`.
+fn parse_boot_time(stat: &str) -> Option<u64> {
+    stat.lines().find_map(|line| line.strip_prefix("btime "))?.trim().parse().ok()
+}
+
+/// `VmRSS:  1234 kB` of `/proc/<pid>/status`, in bytes.
+fn parse_resident_bytes(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|line| line.strip_prefix("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().next()?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The soft limit of the `/proc/<pid>/limits` line `name`; `unlimited` is 2^64 - 1.
+fn parse_soft_limit(limits: &str, name: &str) -> Option<u64> {
+    let soft = limits.lines().find_map(|line| line.strip_prefix(name))?.split_whitespace().next()?;
+    if soft == "unlimited" { Some(u64::MAX) } else { soft.parse().ok() }
+}
+
+/// Bytes received and sent, summed over the interfaces of `/proc/<pid>/net/dev`
+/// (`name: rx_bytes … (8 receive fields) tx_bytes …`).
+fn parse_net_dev(dev: &str) -> Option<(u64, u64)> {
+    let mut received: u64 = 0;
+    let mut sent: u64 = 0;
+    let mut interfaces = 0usize;
+    for line in dev.lines().skip(2) {
+        let Some((_, counters)) = line.split_once(':') else { continue };
+        let fields: Vec<u64> = counters.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+        received = received.checked_add(*fields.first()?)?;
+        sent = sent.checked_add(*fields.get(8)?)?;
+        interfaces += 1;
+    }
+    (interfaces > 0).then_some((received, sent))
 }
 
 fn escape(value: &str) -> String {
@@ -200,5 +361,52 @@ mod tests {
                 .collect();
             let _ = route(&bytes, "/metrics");
         }
+    }
+
+    #[test]
+    fn reads_stat_after_the_last_parenthesis() {
+        // Field numbers as in proc(5): utime 14 = 7, stime 15 = 3, starttime 22 = 555, vsize 23 = 4096.
+        let stat = "42 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 7 3 0 0 20 0 9 0 555 4096 12 rest";
+        assert_eq!(parse_stat(stat), Some(Stat { cpu_ticks: 10, start_ticks: 555, virtual_bytes: 4096 }));
+        assert_eq!(parse_stat("42 (cut) S 1 2"), None);
+        assert_eq!(parse_stat("no parenthesis"), None);
+    }
+
+    #[test]
+    fn reads_limits_memory_boot_time_and_network() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
+                      Max open files            1024                 524288               files\n\
+                      Max address space         unlimited            unlimited            bytes\n";
+        assert_eq!(parse_soft_limit(limits, "Max open files"), Some(1024));
+        assert_eq!(parse_soft_limit(limits, "Max address space"), Some(u64::MAX));
+        assert_eq!(parse_soft_limit(limits, "Max locks"), None);
+        assert_eq!(parse_resident_bytes("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2 * 1024 * 1024));
+        assert_eq!(parse_boot_time("cpu 1 2\nbtime 1700000000\nprocesses 5\n"), Some(1_700_000_000));
+        let dev = "Inter-|   Receive |  Transmit\n face |bytes packets|bytes packets\n\
+                   lo: 100 1 0 0 0 0 0 0 100 1 0 0 0 0 0 0\n\
+                   eth0: 7 1 0 0 0 0 0 0 5 1 0 0 0 0 0 0\n";
+        assert_eq!(parse_net_dev(dev), Some((107, 105)));
+        assert_eq!(parse_net_dev("header\nheader\n"), None);
+        assert_eq!(parse_net_dev("h\nh\n lo: 1 2 x\n"), None);
+    }
+
+    #[test]
+    fn renders_every_series_read_with_help_and_type() {
+        let stats = ProcessStats { cpu_seconds: Some(1.5), open_fds: Some(12), ..ProcessStats::default() };
+        let mut out = String::new();
+        stats.render(&mut out);
+        assert_eq!(
+            out,
+            "# HELP whpg_flow_server_process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+             # TYPE whpg_flow_server_process_cpu_seconds_total counter\n\
+             whpg_flow_server_process_cpu_seconds_total 1.5\n\
+             # HELP whpg_flow_server_process_open_fds Number of open file descriptors.\n\
+             # TYPE whpg_flow_server_process_open_fds gauge\n\
+             whpg_flow_server_process_open_fds 12\n"
+        );
+        let live = ProcessStats::read();
+        assert!(live.open_fds.is_some_and(|fds| fds > 0), "{live:?}");
+        assert!(live.resident_memory_bytes.is_some_and(|bytes| bytes > 0), "{live:?}");
+        assert!(live.start_time_seconds.is_some() && live.network_receive_bytes.is_some(), "{live:?}");
     }
 }

@@ -6,9 +6,21 @@
 //! a start check, so starting a slow job does not block other calls.
 //! A job that was Running when flowserver went down is started again when it
 //! comes back, and resumes from the offsets stored in the database.
+//!
+//! A job file is validated off the tokio workers (`spawn_blocking`) and
+//! outside the registry lock: a submit of a big file never holds up another
+//! call.
+//!
+//! `StateDir/jobs/<job>.json` holds the job file as submitted, database
+//! password included: the `jobs` directory is 0700 and every file in it 0600,
+//! set when it is created (a file is never readable by others, not even
+//! between its creation and a chmod), and tightened at open when an older
+//! version left them looser.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use flowserver_engine::runtime::Engine;
@@ -84,11 +96,18 @@ impl Registry {
     /// Loads the jobs kept in `state_dir`; call [`Registry::resume`] next.
     pub fn open(state_dir: PathBuf, engine: Engine, server: ServerContext) -> Result<Arc<Registry>, ControlError> {
         let dir = state_dir.join("jobs");
-        std::fs::create_dir_all(&dir).map_err(|e| ControlError::Persist(format!("{}: {e}", dir.display())))?;
+        let persist = |path: &Path, e: std::io::Error| ControlError::Persist(format!("{}: {e}", path.display()));
+        // Directories created here are 0700 from the start; an existing
+        // StateDir is left as it is (it may be shared), `jobs` is ours.
+        std::fs::DirBuilder::new().recursive(true).mode(PRIVATE_DIR).create(&dir).map_err(|e| persist(&dir, e))?;
+        restrict(&dir, PRIVATE_DIR).map_err(|e| persist(&dir, e))?;
         let mut jobs = BTreeMap::new();
-        let entries = std::fs::read_dir(&dir).map_err(|e| ControlError::Persist(format!("{}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| persist(&dir, e))?;
         for entry in entries.flatten() {
             let path = entry.path();
+            if path.is_file() {
+                restrict(&path, PRIVATE_FILE).map_err(|e| persist(&path, e))?;
+            }
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
@@ -142,7 +161,14 @@ impl Registry {
     pub async fn submit(self: &Arc<Self>, name: &str, file_name: &str, text: &str) -> Result<String, ControlError> {
         let name = if name.is_empty() { default_name(file_name) } else { name.to_owned() };
         validate_name(&name)?;
-        let config = jobspec::parse_job_file(file_name, text)?;
+        tracing::debug!(job = %name, file = %file_name, bytes = text.len(), "validating the job file");
+        let (file, text) = (file_name.to_owned(), text.to_owned());
+        let (config, text) =
+            tokio::task::spawn_blocking(move || jobspec::parse_job_file(&file, &text).map(|config| (config, text)))
+                .await
+                .map_err(|e| {
+                    ControlError::Internal(format!("the validation of {file_name} ended unexpectedly: {e}"))
+                })??;
         let mut jobs = self.jobs.lock().await;
         if jobs.contains_key(&name) {
             return Err(ControlError::JobExists(name));
@@ -150,7 +176,7 @@ impl Registry {
         let record = JobRecord {
             name: name.clone(),
             file_name: file_name.to_owned(),
-            config: text.to_owned(),
+            config: text,
             state: JobState::Submitted,
             message: String::new(),
             options: StartOptions::default(),
@@ -389,14 +415,39 @@ impl Registry {
         self.dir.join(format!("{name}.json"))
     }
 
+    /// Writes the record to a new 0600 file and renames it over the old one.
     fn save(&self, record: &JobRecord) -> Result<(), ControlError> {
         let path = self.record_path(&record.name);
         let temporary = self.dir.join(format!(".{}.json.tmp", record.name));
         let bytes = serde_json::to_vec_pretty(record).map_err(|e| ControlError::Persist(e.to_string()))?;
-        std::fs::write(&temporary, bytes)
-            .and_then(|()| std::fs::rename(&temporary, &path))
-            .map_err(|e| ControlError::Persist(format!("{}: {e}", path.display())))
+        let write = || -> std::io::Result<()> {
+            // A leftover of a crash may have other permissions: `mode` applies only to a new file.
+            match std::fs::remove_file(&temporary) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+                _ => {}
+            }
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create_new(true).mode(PRIVATE_FILE).open(&temporary)?;
+            file.write_all(&bytes)?;
+            drop(file);
+            std::fs::rename(&temporary, &path)
+        };
+        write().map_err(|e| ControlError::Persist(format!("{}: {e}", path.display())))
     }
+}
+
+/// `StateDir/jobs`: its owner only.
+const PRIVATE_DIR: u32 = 0o700;
+/// The files in it: read and written by their owner only.
+const PRIVATE_FILE: u32 = 0o600;
+
+/// Takes from `path` every permission bit beyond `mode`.
+fn restrict(path: &Path, mode: u32) -> std::io::Result<()> {
+    let current = std::fs::metadata(path)?.permissions().mode() & 0o7777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))?;
+    }
+    Ok(())
 }
 
 fn view_of(entry: &JobEntry) -> JobView {

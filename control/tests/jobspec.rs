@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flowserver_control::jobspec::{
     BatchLimits, Consistency, CsvColumn, CsvSpec, ErrorLimit, FallbackOffset, JobConfig, JobFileError, JsonColumnType,
-    MappingExpr, Newline, SourceFormatSpec, TargetTable, WriteMode, parse_job_file,
+    MappingExpr, Newline, SourceFormatSpec, TargetTable, WriteMode, parse_job_bytes, parse_job_file,
 };
 
 fn parse(name: &str, text: &str) -> JobConfig {
@@ -453,6 +453,120 @@ fn csv_errors() {
     assert_eq!((spec.delimiter, spec.quote, spec.escape), (b',', b'"', b'"'));
     assert_eq!((spec.null_string.as_str(), spec.newline, spec.fill_missing_fields), ("", Newline::Lf, false));
     assert!(!spec.force_quote_ignored);
+}
+
+#[test]
+fn error_limits_in_the_files_terms() {
+    let limit = |value: &str| error(&base_with(22, &format!("    error_limit: {value}")));
+    let at = "job.yaml: target.database.error_limit (line 22)";
+    // Beyond 64 bits (2^128, 2^64): integers that no YAML value of serde_yaml holds.
+    assert_eq!(
+        limit("340282366920938463463374607431768211456"),
+        format!(
+            "{at}: must be at most 18446744073709551615 (or a percentage like \"5%\"); \
+             got 340282366920938463463374607431768211456"
+        )
+    );
+    assert_eq!(
+        limit("18446744073709551616"),
+        format!("{at}: must be at most 18446744073709551615 (or a percentage like \"5%\"); got 18446744073709551616")
+    );
+    let config = parse("job.yaml", &base_with(22, "    error_limit: 18446744073709551615"));
+    assert_eq!(config.target.error_limit, ErrorLimit::Count(u64::MAX));
+    assert_eq!(limit("-5"), format!("{at}: must not be negative; got -5"));
+    assert_eq!(
+        limit("-170141183460469231731687303715884105729"),
+        format!("{at}: must not be negative; got -170141183460469231731687303715884105729")
+    );
+    assert_eq!(limit("\"abc%\""), format!("{at}: must be a percentage from 1% to 100%; got \"abc%\""));
+    assert_eq!(limit("\"150%\""), format!("{at}: must be a percentage from 1% to 100%; got \"150%\""));
+    assert_eq!(limit("\"-5%\""), format!("{at}: must be a percentage from 1% to 100%; got \"-5%\""));
+    assert_eq!(limit("\"99999999999%\""), format!("{at}: must be a percentage from 1% to 100%; got \"99999999999%\""));
+    assert_eq!(limit("1.5"), format!("{at}: must be a count or a percentage like \"5%\"; got \"1.5\""));
+}
+
+#[test]
+fn other_integers_beyond_64_bits() {
+    assert_eq!(
+        error(&base_with(19, "    port: 340282366920938463463374607431768211456")),
+        "job.yaml: target.database.port (line 19): must be between 1 and 65535; got 340282366920938463463374607431768211456"
+    );
+    assert_eq!(
+        error(&base_with(15, "        interval_ms: 18446744073709551616")),
+        "job.yaml: source.kafka.task.batch_size.interval_ms (line 15): \
+         must be at most 18446744073709551615; got 18446744073709551616"
+    );
+    // A key refused by name is refused whatever its value.
+    assert_eq!(
+        error(&base_with(6, "    topic: orders\n    tls: 18446744073709551616")),
+        "job.yaml: source.kafka.tls (line 7): not supported yet: source.kafka.tls"
+    );
+}
+
+#[test]
+fn binary_files_are_not_yaml_text() {
+    assert_eq!(error(&"\0".repeat(4096)), "job.yaml (line 1): not a YAML text file: a NUL byte at column 1");
+    assert_eq!(
+        error(&base_with(6, "    topic: ord\0ers")),
+        "job.yaml (line 6): not a YAML text file: a NUL byte at column 15"
+    );
+    assert_eq!(
+        error("\x01\x02\x03junk\x7f"),
+        "job.yaml (line 1): not a YAML text file: the control character U+0001 at column 1"
+    );
+    assert_eq!(
+        error(&base_with(2, "source:\x1b")),
+        "job.yaml (line 2): not a YAML text file: the control character U+001B at column 8"
+    );
+    let bytes_error = |bytes: &[u8]| parse_job_bytes("job.yaml", bytes).expect_err("not text").to_string();
+    assert_eq!(
+        bytes_error(b"version: v1.0\nsource:\n  k\xffafka: {}\n"),
+        "job.yaml (line 3): not a YAML text file: invalid UTF-8 (byte 0xff) at column 4"
+    );
+    assert_eq!(
+        bytes_error(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+        "job.yaml (line 1): not a YAML text file: invalid UTF-8 (byte 0x89) at column 1"
+    );
+    assert_eq!(parse_job_bytes("job.yaml", BASE.as_bytes()), Ok(parse("job.yaml", BASE)));
+    // A byte order mark is text.
+    assert_eq!(parse("job.yaml", &format!("\u{feff}{BASE}")), parse("job.yaml", BASE));
+}
+
+#[test]
+fn files_that_are_not_a_mapping_at_the_top() {
+    assert_eq!(error("just text\n"), "job.yaml (line 1): expected a mapping, got \"just text\"");
+    assert_eq!(error("42\n"), "job.yaml (line 1): expected a mapping, got 42");
+    assert_eq!(error("18446744073709551616\n"), "job.yaml (line 1): expected a mapping, got 18446744073709551616");
+    assert_eq!(error("[version, source]\n"), "job.yaml (line 1): expected a mapping, got a list");
+    assert_eq!(error("# nothing but a comment\n\n"), "job.yaml: empty job file");
+    assert_eq!(error("~\n"), "job.yaml: empty job file");
+}
+
+/// `BASE` with `entries` more mapping entries, half of them pushed down.
+fn with_mapping_entries(entries: usize) -> String {
+    let mut text = BASE.to_owned();
+    for i in 0..entries {
+        if i % 2 == 0 {
+            text.push_str(&format!("        c{i}: (value->>'k{i}')::int\n"));
+        } else {
+            text.push_str(&format!("        c{i}: upper(value->>'k{i}')\n"));
+        }
+    }
+    text
+}
+
+/// Big mappings are read whole and checked as small ones are (their cost is
+/// measured by `benches/benches/jobspec.rs`).
+#[test]
+fn a_mapping_of_20000_entries() {
+    let config = parse("job.yaml", &with_mapping_entries(20_000));
+    let mapping = &config.target.tables[0].mapping;
+    assert_eq!(mapping.len(), 20_002);
+    assert_eq!(mapping[2], ("c0".to_owned(), json_cast(&["k0"], false, "int")));
+    assert_eq!(mapping[20_001], ("c19999".to_owned(), MappingExpr::Sql("upper(value->>'k19999')".to_owned())));
+    // A duplicate among them is still found, at its own line.
+    let duplicated = with_mapping_entries(20_000) + "        c5: value\n";
+    assert_eq!(error(&duplicated), "job.yaml: target.database.tables[0].mapping.c5 (line 20029): duplicate key");
 }
 
 #[test]

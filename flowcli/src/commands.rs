@@ -163,6 +163,23 @@ pub fn default_job_name(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
+/// A job file's bytes as the text the server validates; bytes that are not
+/// UTF-8 are refused here (a request carries text), in the server's terms.
+fn job_file_text(path: &Path, bytes: Vec<u8>) -> Result<String, Failure> {
+    String::from_utf8(bytes).map_err(|error| {
+        let at = error.utf8_error().valid_up_to();
+        let bytes = error.as_bytes();
+        let before = std::str::from_utf8(bytes.get(..at).unwrap_or_default()).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().unwrap_or_default().chars().count() + 1;
+        let byte = bytes.get(at).copied().unwrap_or_default();
+        Failure::Usage(format!(
+            "{} (line {line}): not a YAML text file: invalid UTF-8 (byte 0x{byte:02x}) at column {column}",
+            path.display()
+        ))
+    })
+}
+
 /// Reads the job file(s) named by `submit` and builds one request per job.
 pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure> {
     let metadata = std::fs::metadata(&args.path).map_err(|error| Failure::Read { path: args.path.clone(), error })?;
@@ -186,7 +203,8 @@ pub fn submit_requests(args: &SubmitArgs) -> Result<Vec<SubmitRequest>, Failure>
     files
         .into_iter()
         .map(|file| {
-            let config = std::fs::read_to_string(&file).map_err(|error| Failure::Read { path: file.clone(), error })?;
+            let bytes = std::fs::read(&file).map_err(|error| Failure::Read { path: file.clone(), error })?;
+            let config = job_file_text(&file, bytes)?;
             Ok(SubmitRequest {
                 name: args.name.clone().unwrap_or_else(|| default_job_name(&file)),
                 config,
@@ -333,6 +351,18 @@ mod tests {
         assert_eq!(server_url("10.0.0.7", 1), "http://10.0.0.7:1");
         assert_eq!(server_url("::1", 6060), "http://[::1]:6060");
         assert_eq!(server_url("[::1]", 6060), "http://[::1]:6060");
+    }
+
+    #[test]
+    fn job_files_must_be_utf8_text() {
+        let path = Path::new("jobs/bad.yaml");
+        assert_eq!(job_file_text(path, b"version: v1.0\n".to_vec()).ok().as_deref(), Some("version: v1.0\n"));
+        let failure = job_file_text(path, b"version: v1.0\nsource:\n  k\xffafka: {}\n".to_vec()).unwrap_err();
+        assert_eq!(
+            failure.to_string(),
+            "jobs/bad.yaml (line 3): not a YAML text file: invalid UTF-8 (byte 0xff) at column 4"
+        );
+        assert_eq!(failure.exit_code(), 2);
     }
 
     #[test]

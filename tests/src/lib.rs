@@ -567,19 +567,25 @@ pub fn produce_json_strings(topic: &str, partitions: i32, payloads: impl Iterato
 
 /// `FLOW_GP_URL` (e.g. `postgres://gpadmin@127.0.0.1:17000/postgres`): a
 /// WarehousePG / Greenplum cluster for the tests of the segment path. These
-/// machines have none by default, so those tests say so and pass vacuously
-/// only when it is unset.
+/// machines have none by default: those tests are `#[ignore = "needs
+/// FLOW_GP_URL"]`, and `scripts/test` runs them only when it is set.
 pub fn gp_url() -> Option<String> {
     std::env::var("FLOW_GP_URL").ok().filter(|u| !u.is_empty())
 }
 
+/// [`gp_url`], for a test that cannot run without it.
+pub fn required_gp_url() -> String {
+    gp_url().expect("FLOW_GP_URL is not set: this test needs a WarehousePG / Greenplum cluster")
+}
+
 pub fn gp() -> postgres::Client {
-    postgres::Client::connect(&gp_url().expect("FLOW_GP_URL"), postgres::NoTls).expect("connect to FLOW_GP_URL")
+    let url = required_gp_url();
+    postgres::Client::connect(&url, postgres::NoTls).unwrap_or_else(|e| panic!("connect to FLOW_GP_URL {url}: {e}"))
 }
 
 /// A job file like [`job_yaml`] whose target is the `FLOW_GP_URL` cluster.
 pub fn gp_job_yaml(topic: &str, value: &str, control: &str, batch: &str, tables: &str, extra_database: &str) -> String {
-    let url = gp_url().expect("FLOW_GP_URL");
+    let url = required_gp_url();
     let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
     let (auth, rest) = rest.split_once('@').unwrap_or(("gpadmin", rest));
     let user = auth.split(':').next().unwrap_or("gpadmin");

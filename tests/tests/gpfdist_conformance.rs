@@ -52,17 +52,11 @@ use flowserver_engine::gpfdist::GpfdistConfig;
 use flowserver_tests::segment::*;
 use flowserver_tests::workspace_root;
 
-/// `FLOW_GPFDIST_CAPTURES`, else the shared fixtures beside the checkout or
-/// at their place on this machine kind.
+/// The captures live beside the repository, in `../shared/fixtures/` from the
+/// workspace root, and are read from there only: a test that found them at
+/// some other place on one machine would pass or fail by where it ran.
 fn captures_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("FLOW_GPFDIST_CAPTURES") {
-        return PathBuf::from(dir);
-    }
-    let candidates = [
-        workspace_root().join("../shared/fixtures/gpfdist-captures"),
-        PathBuf::from("/work/shared/fixtures/gpfdist-captures"),
-    ];
-    candidates.iter().find(|dir| dir.is_dir()).cloned().unwrap_or_else(|| candidates[0].clone())
+    workspace_root().join("../shared/fixtures/gpfdist-captures")
 }
 
 /// One captured head (request or response) and what the file says about the body.
@@ -159,7 +153,13 @@ fn load() -> BTreeMap<String, Vec<Connection>> {
     let dir = captures_dir();
     let mut scenarios: BTreeMap<String, Vec<Connection>> = BTreeMap::new();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("captures at {} ({e}); set FLOW_GPFDIST_CAPTURES", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "the gpfdist captures are missing: cannot read {} ({e}); they belong in shared/fixtures/gpfdist-captures/ \
+                 beside the repository",
+                dir.display()
+            )
+        })
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.ends_with("__request.txt"))
         .collect();
@@ -167,8 +167,12 @@ fn load() -> BTreeMap<String, Vec<Connection>> {
     for name in names {
         let stem = name.trim_end_matches("__request.txt");
         let read = |suffix: &str| std::fs::read_to_string(dir.join(format!("{stem}{suffix}"))).ok();
-        let request = Captured::parse(&read("__request.txt").expect("request"));
-        let first = Captured::parse(&read("__response.txt").expect("response"));
+        let required = |suffix: &str| {
+            read(suffix)
+                .unwrap_or_else(|| panic!("the capture {} is missing", dir.join(format!("{stem}{suffix}")).display()))
+        };
+        let request = Captured::parse(&required("__request.txt"));
+        let first = Captured::parse(&required("__response.txt"));
         let (response, interim) = match read("__response-2.txt") {
             Some(second) => (Captured::parse(&second), Some(first)),
             None => (first, None),

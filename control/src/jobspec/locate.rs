@@ -9,7 +9,10 @@
 //! carry only a [`KeyPath`]; [`Problem::into_error`] looks the path up here.
 //!
 //! The tree keeps no scalar values and never expands aliases (an alias shares its
-//! anchor's node), so its size is linear in the file's.
+//! anchor's node), so its size is linear in the file's. Building it is linear
+//! too: a mapping's keys are hashed, so the duplicate check of each key and the
+//! lookup of each path step cost the same in a mapping of 100,000 entries as
+//! in one of two.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -124,6 +127,61 @@ impl Problem {
     }
 }
 
+/// `bytes` as text, or where they stop being UTF-8.
+pub(crate) fn text_of(bytes: &[u8]) -> Result<&str, Problem> {
+    std::str::from_utf8(bytes).map_err(|error| {
+        let valid = bytes.get(..error.valid_up_to()).unwrap_or_default();
+        // The valid prefix is UTF-8 by definition; count its lines and characters.
+        let before = std::str::from_utf8(valid).unwrap_or_default();
+        let (line, column) = line_and_column(before, before.len());
+        let byte = bytes.get(error.valid_up_to()).copied().unwrap_or_default();
+        Problem {
+            path: KeyPath::root(),
+            reason: format!("not a YAML text file: invalid UTF-8 (byte 0x{byte:02x}) at column {column}"),
+            line: Some(line),
+            fallback_line: None,
+        }
+    })
+}
+
+/// Refuses a character YAML does not allow anywhere in a file (outside its
+/// printable set: C0 and C1 controls but tab, line breaks and NEL; DEL;
+/// U+FFFE and U+FFFF). Without this check a NUL byte ends yaml-rust2's input,
+/// and a file of NULs would be "empty".
+pub(crate) fn check_printable(text: &str) -> Result<(), Problem> {
+    let printable = |c: char| {
+        matches!(c, '\t' | '\n' | '\r' | '\u{85}')
+            || (' '..='~').contains(&c)
+            || ('\u{a0}'..='\u{fffd}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    let Some((offset, found)) = text.char_indices().find(|(_, c)| !printable(*c)) else {
+        return Ok(());
+    };
+    let (line, column) = line_and_column(text, offset);
+    let what = if found == '\0' {
+        "a NUL byte".to_owned()
+    } else {
+        format!("the control character U+{:04X}", u32::from(found))
+    };
+    Err(Problem {
+        path: KeyPath::root(),
+        reason: format!("not a YAML text file: {what} at column {column}"),
+        line: Some(line),
+        fallback_line: None,
+    })
+}
+
+/// The 1-based line and character column of byte `offset` of `text` (a
+/// character boundary), lines ended by LF.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.bytes().filter(|byte| *byte == b'\n').count() + 1;
+    let column = before.get(line_start..).map_or(0, |line| line.chars().count()) + 1;
+    (line, column)
+}
+
 /// Why [`Document::parse`] failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ParseError {
@@ -136,19 +194,18 @@ pub(crate) enum ParseError {
 
 type NodeId = usize;
 
+/// Each child as (node, line of its key or list item).
 #[derive(Debug)]
 enum Node {
     Scalar,
-    Sequence { items: Vec<(NodeId, usize)> },
-    Mapping { entries: Vec<Entry> },
-}
-
-#[derive(Debug)]
-struct Entry {
-    /// `None` for a key that is itself a list or a mapping.
-    key: Option<String>,
-    key_line: usize,
-    value: NodeId,
+    Sequence {
+        items: Vec<(NodeId, usize)>,
+    },
+    /// Entries by their scalar key; an entry whose key is a list or a mapping
+    /// cannot be named by a key path and is left out.
+    Mapping {
+        entries: HashMap<String, (NodeId, usize)>,
+    },
 }
 
 /// An open list or mapping while the events are read.
@@ -160,8 +217,9 @@ struct Frame {
     /// Line of the node's first event.
     line: usize,
     items: Vec<(NodeId, usize)>,
-    entries: Vec<Entry>,
-    /// For a mapping: the key read, waiting for its value.
+    entries: HashMap<String, (NodeId, usize)>,
+    /// For a mapping: the key read, waiting for its value (`None` for a key
+    /// that is itself a list or a mapping).
     pending_key: Option<(Option<String>, usize)>,
     is_mapping: bool,
 }
@@ -223,10 +281,7 @@ impl Document {
         let mut line = None;
         for segment in path.segments() {
             let next = match (&self.nodes[node], segment) {
-                (Node::Mapping { entries }, Segment::Key(key)) => entries
-                    .iter()
-                    .find(|entry| entry.key.as_deref() == Some(key.as_str()))
-                    .map(|entry| (entry.value, entry.key_line)),
+                (Node::Mapping { entries }, Segment::Key(key)) => entries.get(key).copied(),
                 (Node::Sequence { items }, Segment::Index(index)) => items.get(*index).copied(),
                 _ => None,
             };
@@ -308,7 +363,7 @@ impl Builder {
             segment,
             line,
             items: Vec::new(),
-            entries: Vec::new(),
+            entries: HashMap::new(),
             pending_key: None,
             is_mapping,
         });
@@ -336,7 +391,7 @@ impl Builder {
             return Ok(());
         };
         if let (true, None, Some(key)) = (frame.is_mapping, &frame.pending_key, &key_text)
-            && frame.entries.iter().any(|entry| entry.key.as_deref() == Some(key.as_str()))
+            && frame.entries.contains_key(key)
         {
             let mut path = KeyPath::root();
             for segment in self.frames.iter().filter_map(|frame| frame.segment.clone()) {
@@ -358,7 +413,9 @@ impl Builder {
         }
         match frame.pending_key.take() {
             Some((key, key_line)) => {
-                frame.entries.push(Entry { key, key_line, value: node });
+                if let Some(key) = key {
+                    frame.entries.insert(key, (node, key_line));
+                }
                 Ok(())
             }
             None => {

@@ -30,19 +30,51 @@
 //!   `timestamp with time zone`…), an optional type modifier and array brackets.
 //!   Anything after it (`::int + 1`, `::boolean or true`) gives up.
 
+use std::collections::HashSet;
+
 use super::MappingExpr;
+
+/// The source columns mapping expressions may name, hashed: a job file's
+/// mapping can have as many entries as its author likes, and each is
+/// classified against the same set.
+#[derive(Debug, Clone, Default)]
+pub struct SourceColumns {
+    all: HashSet<String>,
+    json: HashSet<String>,
+}
+
+impl SourceColumns {
+    /// `all` are the declared source column names; `json` those of them whose
+    /// type is `json` or `jsonb`.
+    pub fn new<'a>(all: impl IntoIterator<Item = &'a str>, json: impl IntoIterator<Item = &'a str>) -> SourceColumns {
+        SourceColumns {
+            all: all.into_iter().map(str::to_owned).collect(),
+            json: json.into_iter().map(str::to_owned).collect(),
+        }
+    }
+}
 
 /// Sorts a mapping expression into the forms the shards compute and `Sql`.
 ///
 /// `source_columns` are the declared source column names; `json_columns` those
 /// of them whose type is `json` or `jsonb`. The expression of a `Sql` result is
-/// `expr` unchanged.
+/// `expr` unchanged. To classify many expressions, build the [`SourceColumns`]
+/// once and call [`classify_among`].
 #[must_use]
 pub fn classify(expr: &str, source_columns: &[String], json_columns: &[String]) -> MappingExpr {
-    recognize(expr, source_columns, json_columns).unwrap_or_else(|| MappingExpr::Sql(expr.to_owned()))
+    let columns =
+        SourceColumns::new(source_columns.iter().map(String::as_str), json_columns.iter().map(String::as_str));
+    classify_among(expr, &columns)
 }
 
-fn recognize(expr: &str, source_columns: &[String], json_columns: &[String]) -> Option<MappingExpr> {
+/// [`classify`] against columns hashed beforehand: linear in `expr`, whatever
+/// the number of columns.
+#[must_use]
+pub fn classify_among(expr: &str, columns: &SourceColumns) -> MappingExpr {
+    recognize(expr, &columns.all, &columns.json).unwrap_or_else(|| MappingExpr::Sql(expr.to_owned()))
+}
+
+fn recognize(expr: &str, source_columns: &HashSet<String>, json_columns: &HashSet<String>) -> Option<MappingExpr> {
     let tokens = lex(expr)?;
     if let [identifier @ Token::Identifier { .. }] = tokens.as_slice() {
         return resolve(identifier, source_columns).map(MappingExpr::SourceColumn);
@@ -308,14 +340,14 @@ const RESERVED: &[&str] = &[
 ];
 
 /// The declared column an identifier token names, if any.
-fn resolve(token: &Token, columns: &[String]) -> Option<String> {
+fn resolve(token: &Token, columns: &HashSet<String>) -> Option<String> {
     let Token::Identifier { name, quoted } = token else {
         return None;
     };
     if (!quoted && RESERVED.contains(&name.as_str())) || name.len() > MAX_IDENTIFIER_BYTES {
         return None;
     }
-    columns.iter().find(|column| *column == name).cloned()
+    columns.get(name.as_str()).cloned()
 }
 
 /// A recognized `col->>'k'`, `col#>>'{a,b}'` or chain of `->` / `#>`.
@@ -365,7 +397,7 @@ impl Cursor<'_> {
     }
 
     /// A JSON column followed by `->` / `#>` steps and one final `->>` / `#>>`.
-    fn json_access(&mut self, json_columns: &[String]) -> Option<JsonAccess> {
+    fn json_access(&mut self, json_columns: &HashSet<String>) -> Option<JsonAccess> {
         let column = resolve(self.next()?, json_columns)?;
         let mut path = Vec::new();
         let mut steps = 0usize;

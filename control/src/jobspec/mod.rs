@@ -21,8 +21,9 @@
 //! path in dotted form with list indexes (`target.database.tables[0].mapping`), the
 //! 1-based line of that key (`locate.rs` finds it from yaml-rust2's marked events),
 //! and a lowercase reason. Before either layer runs, the file is read as plain
-//! YAML, so syntax errors, duplicate keys, empty files and multi-document files
-//! are reported first, with their line. serde_yaml (libyaml) decides what is
+//! YAML, so characters YAML does not allow (a NUL byte, other control
+//! characters: a binary file), syntax errors, duplicate keys, empty files and
+//! multi-document files are reported first, with their line. serde_yaml (libyaml) decides what is
 //! YAML: where yaml-rust2 alone rejects a file, it is still loaded, and only its
 //! validation errors lose their line.
 
@@ -34,18 +35,21 @@ pub mod mapping;
 mod raw;
 mod validate;
 
-pub use mapping::classify;
+pub use mapping::{SourceColumns, classify, classify_among};
 
 /// Reads a job file: checks the YAML, then its shape, then its meaning.
 ///
-/// `file_name` only labels errors. The first problem found is returned; the keys
-/// are checked in file-template order (`version`, `source`, `target`, `option`).
+/// `file_name` only labels errors. The first problem is returned: a character
+/// YAML does not allow, then YAML syntax, duplicate keys and empty files, then
+/// the keys in file-template order (`version`, `source`, `target`, `option`).
+/// Linear in the size of the file.
 pub fn parse_job_file(file_name: &str, text: &str) -> Result<JobConfig, JobFileError> {
+    // A byte order mark (editors on Windows write one) is not content, and
+    // libyaml, given a string, reads it as some: leave it out.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    locate::check_printable(text).map_err(|problem| problem.into_error(file_name, None))?;
     let document = match locate::Document::parse(text) {
-        Ok(document) => {
-            raw::check_yaml(text).map_err(|problem| problem.into_error(file_name, None))?;
-            Some(document)
-        }
+        Ok(document) => Some(document),
         Err(locate::ParseError::Invalid(problem)) => {
             return Err(problem.into_error(file_name, None));
         }
@@ -55,8 +59,24 @@ pub fn parse_job_file(file_name: &str, text: &str) -> Result<JobConfig, JobFileE
             Err(_) => return Err(problem.into_error(file_name, None)),
         },
     };
-    let raw = raw::from_str(text).map_err(|problem| problem.into_error(file_name, document.as_ref()))?;
+    let raw = match raw::from_str(text) {
+        Ok(raw) => raw,
+        Err(problem) => {
+            // A file libyaml cannot read is reported as such, wherever the
+            // syntax error is: a shape error before it would be beside the point.
+            // (Checked only now: a file serde read whole is YAML to libyaml.)
+            raw::check_yaml(text).map_err(|syntax| syntax.into_error(file_name, None))?;
+            return Err(problem.into_error(file_name, document.as_ref()));
+        }
+    };
     validate::job(&raw).map_err(|problem| problem.into_error(file_name, document.as_ref()))
+}
+
+/// [`parse_job_file`] for a file's bytes, as read from disk: bytes that are not
+/// UTF-8 are refused with their line and column.
+pub fn parse_job_bytes(file_name: &str, bytes: &[u8]) -> Result<JobConfig, JobFileError> {
+    let text = locate::text_of(bytes).map_err(|problem| problem.into_error(file_name, None))?;
+    parse_job_file(file_name, text)
 }
 
 /// A job file that cannot be loaded, and where.

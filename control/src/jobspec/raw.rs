@@ -7,7 +7,8 @@
 //! `0123`, `1e3` and `true` arrive unchanged — and mean nothing yet: the
 //! [`validate`](super::validate) layer gives them types.
 //!
-//! Keys that belong to later work are parsed as `Option<serde_yaml::Value>` so
+//! Keys that belong to later work are parsed as `Option<Later>` (their content
+//! read and dropped, whatever it is: a value needs no type to be refused) so
 //! that validation can refuse them by name ("not supported yet: …"). They use
 //! [`present`], so that a key written with an empty value still counts as given.
 //!
@@ -18,10 +19,14 @@
 use std::fmt;
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_yaml::Value;
 
 use super::locate::{KeyPath, Problem, Segment};
+
+/// The value of a key that is refused by name: any YAML at all, numbers beyond
+/// 64 bits included (a `serde_yaml::Value` cannot hold those).
+pub(crate) type Later = IgnoredAny;
 
 /// The whole file.
 #[derive(Debug, Deserialize)]
@@ -42,7 +47,7 @@ pub(crate) struct SourceRaw {
     pub(crate) kafka: Option<KafkaRaw>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) rabbitmq: Option<Value>,
+    pub(crate) rabbitmq: Option<Later>,
 }
 
 /// `source.kafka`.
@@ -60,19 +65,19 @@ pub(crate) struct KafkaRaw {
     pub(crate) properties: Option<OrderedMap>,
     /// FlowServer 1.1, refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) partitions: Option<Value>,
+    pub(crate) partitions: Option<Later>,
     /// FlowServer 1.1, refused.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) read_workers: Option<Value>,
+    pub(crate) read_workers: Option<Later>,
     /// FlowServer 1.1, refused.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) read_buffer: Option<Value>,
+    pub(crate) read_buffer: Option<Later>,
     /// FlowServer 1.1, refused.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) tls: Option<Value>,
+    pub(crate) tls: Option<Later>,
     /// FlowServer 1.1, refused.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) metadata: Option<Value>,
+    pub(crate) metadata: Option<Later>,
 }
 
 /// `source.kafka.value`: exactly one format, checked by validation.
@@ -86,7 +91,7 @@ pub(crate) struct ValueRaw {
     /// Refused: not supported yet. Any content is accepted here, including
     /// FlowServer 1.1's `bytes_to_base64`.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) avro: Option<Value>,
+    pub(crate) avro: Option<Later>,
 }
 
 /// `value.json`.
@@ -155,16 +160,16 @@ pub(crate) struct TaskRaw {
     pub(crate) batch_size: Option<BatchSizeRaw>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) window_size: Option<Value>,
+    pub(crate) window_size: Option<Later>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) window_statement: Option<Value>,
+    pub(crate) window_statement: Option<Later>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) prepare_statement: Option<Value>,
+    pub(crate) prepare_statement: Option<Later>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) teardown_statement: Option<Value>,
+    pub(crate) teardown_statement: Option<Later>,
 }
 
 /// `source.kafka.task.batch_size`.
@@ -228,10 +233,10 @@ pub(crate) struct ModeRaw {
     pub(crate) insert: Option<Option<InsertRaw>>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) update: Option<Value>,
+    pub(crate) update: Option<Later>,
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) merge: Option<Value>,
+    pub(crate) merge: Option<Later>,
 }
 
 /// `mode.insert`: `{}`, no keys.
@@ -245,7 +250,7 @@ pub(crate) struct InsertRaw {}
 pub(crate) struct OptionRaw {
     /// Refused: not supported yet.
     #[serde(default, deserialize_with = "present")]
-    pub(crate) schedule: Option<Value>,
+    pub(crate) schedule: Option<Later>,
 }
 
 /// A mapping of names to scalars, in file order (`properties`, `mapping`).
@@ -364,9 +369,11 @@ fn documented_keys(shape: &str) -> Option<&'static [&'static str]> {
 /// Checks that libyaml, which serde_yaml reads with, accepts `text` as YAML.
 ///
 /// yaml-rust2 ([`locate`](super::locate)) reads first, for lines; where the two
-/// parsers disagree, this one decides.
+/// parsers disagree, this one decides. The document is read and dropped
+/// ([`IgnoredAny`]): only syntax counts here, and any scalar is fine, even an
+/// integer no Rust type holds.
 pub(crate) fn check_yaml(text: &str) -> Result<(), Problem> {
-    let Err(error) = serde_yaml::from_str::<Value>(text) else {
+    let Err(error) = serde_yaml::from_str::<IgnoredAny>(text) else {
         return Ok(());
     };
     Err(Problem {
@@ -505,7 +512,11 @@ fn got_in_file_terms(unexpected: &str) -> String {
     }
     for prefix in ["integer ", "floating point ", "boolean "] {
         if let Some(value) = unexpected.strip_prefix(prefix) {
-            return value.trim_matches('`').to_owned();
+            // "`5`", or "`18446744073709551616` as u128" for integers beyond 64 bits.
+            return match value.strip_prefix('`').and_then(|rest| rest.split_once('`')) {
+                Some((number, _)) => number.to_owned(),
+                None => value.to_owned(),
+            };
         }
     }
     match unexpected {

@@ -11,12 +11,18 @@
 //!
 //! Keys are checked in the template's order and the first problem is returned,
 //! as a [`Problem`] at the key's path (for a missing key, at its parent's).
+//!
+//! Validation is linear in the file: names are checked against hashed sets
+//! (duplicate CSV columns, `force_not_null`, the columns a mapping names), so a
+//! file with 100,000 columns or mapping entries costs 100,000 steps, not their
+//! square.
 
+use std::collections::HashSet;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
 use super::locate::{KeyPath, Problem};
-use super::mapping::classify;
+use super::mapping::{SourceColumns, classify_among};
 use super::raw::{
     BatchSizeRaw, ControlRaw, CsvRaw, DatabaseRaw, JobFileRaw, JsonRaw, KafkaRaw, ModeRaw, OrderedMap, SourceRaw,
     TableRaw, TaskRaw, ValueRaw,
@@ -172,10 +178,11 @@ fn csv(path: &KeyPath, raw: &CsvRaw) -> Result<CsvSpec> {
         return Err(Problem::at(columns_path, "must list at least one column"));
     }
     let mut columns: Vec<CsvColumn> = Vec::with_capacity(raw.columns.len());
+    let mut names: HashSet<&str> = HashSet::with_capacity(raw.columns.len());
     for (index, column) in raw.columns.iter().enumerate() {
         let column_path = columns_path.index(index);
         let name = non_empty(&column_path.key("name"), &column.name)?;
-        if columns.iter().any(|earlier| earlier.name == name) {
+        if !names.insert(column.name.as_str()) {
             return Err(Problem::at(column_path.key("name"), format!("duplicate column name {name:?}")));
         }
         let sql_type = non_empty(&column_path.key("type"), &column.sql_type)?.trim().to_owned();
@@ -223,18 +230,19 @@ fn csv(path: &KeyPath, raw: &CsvRaw) -> Result<CsvSpec> {
         None => Newline::Lf,
     };
     let mut force_not_null = Vec::new();
-    if let Some(names) = &raw.force_not_null {
+    if let Some(forced) = &raw.force_not_null {
         let names_path = path.key("force_not_null");
-        for name in &names.0 {
+        let mut seen: HashSet<&str> = HashSet::with_capacity(forced.0.len());
+        for name in &forced.0 {
             let name = name.trim();
-            if !columns.iter().any(|column| column.name == name) {
+            if !names.contains(name) {
                 let declared: Vec<&str> = columns.iter().map(|column| column.name.as_str()).collect();
                 return Err(Problem::at(
                     names_path,
                     format!("unknown column {name:?}; declared columns are {}", declared.join(", ")),
                 ));
             }
-            if !force_not_null.iter().any(|earlier| earlier == name) {
+            if seen.insert(name) {
                 force_not_null.push(name.to_owned());
             }
         }
@@ -340,12 +348,18 @@ fn database(path: &KeyPath, raw: &DatabaseRaw, format: &SourceFormatSpec) -> Res
     let port = match &raw.port {
         Some(text) => {
             let port_path = path.key("port");
-            let port = integer(&port_path, text)?;
+            let out_of_range =
+                || Problem::at(port_path.clone(), format!("must be between 1 and 65535; got {}", text.trim()));
+            let port = match integer(&port_path, text) {
+                Ok(port) => port,
+                Err(_) if matches!(integer_form(text.trim()), Some(IntegerForm::TooLarge)) => {
+                    return Err(out_of_range());
+                }
+                Err(problem) => return Err(problem),
+            };
             match u16::try_from(port) {
                 Ok(port) if port > 0 => port,
-                _ => {
-                    return Err(Problem::at(port_path, format!("must be between 1 and 65535; got {port}")));
-                }
+                _ => return Err(out_of_range()),
             }
         }
         None => DEFAULT_PORT,
@@ -362,7 +376,7 @@ fn database(path: &KeyPath, raw: &DatabaseRaw, format: &SourceFormatSpec) -> Res
     };
     let filter_expression = raw.filter_expression.as_deref().and_then(sql_text);
 
-    let (source_columns, json_columns) = source_columns(format);
+    let columns = source_columns(format);
     let tables_path = path.key("tables");
     if raw.tables.is_empty() {
         return Err(Problem::at(tables_path, "must list at least one table"));
@@ -371,7 +385,7 @@ fn database(path: &KeyPath, raw: &DatabaseRaw, format: &SourceFormatSpec) -> Res
         .tables
         .iter()
         .enumerate()
-        .map(|(index, table_raw)| table(&tables_path.index(index), table_raw, &source_columns, &json_columns))
+        .map(|(index, table_raw)| table(&tables_path.index(index), table_raw, &columns))
         .collect::<Result<Vec<_>>>()?;
     Ok(DatabaseTarget {
         host,
@@ -387,25 +401,24 @@ fn database(path: &KeyPath, raw: &DatabaseRaw, format: &SourceFormatSpec) -> Res
 }
 
 /// The source columns a mapping can name, and those of them holding JSON.
-fn source_columns(format: &SourceFormatSpec) -> (Vec<String>, Vec<String>) {
+fn source_columns(format: &SourceFormatSpec) -> SourceColumns {
     match format {
-        SourceFormatSpec::Json { column, .. } => (vec![column.clone()], vec![column.clone()]),
+        SourceFormatSpec::Json { column, .. } => SourceColumns::new([column.as_str()], [column.as_str()]),
         SourceFormatSpec::Csv(csv) => {
-            let names = csv.columns.iter().map(|column| column.name.clone()).collect();
+            let names = csv.columns.iter().map(|column| column.name.as_str());
             let json = csv
                 .columns
                 .iter()
                 .filter(|column| {
                     column.sql_type.eq_ignore_ascii_case("json") || column.sql_type.eq_ignore_ascii_case("jsonb")
                 })
-                .map(|column| column.name.clone())
-                .collect();
-            (names, json)
+                .map(|column| column.name.as_str());
+            SourceColumns::new(names, json)
         }
     }
 }
 
-fn table(path: &KeyPath, raw: &TableRaw, source_columns: &[String], json_columns: &[String]) -> Result<TargetTable> {
+fn table(path: &KeyPath, raw: &TableRaw, columns: &SourceColumns) -> Result<TargetTable> {
     let table = non_empty(&path.key("table"), &raw.table)?;
     let schema = match &raw.schema {
         Some(text) => Some(non_empty(&path.key("schema"), text)?),
@@ -415,7 +428,7 @@ fn table(path: &KeyPath, raw: &TableRaw, source_columns: &[String], json_columns
         Some(mode_raw) => mode(&path.key("mode"), mode_raw)?,
         None => WriteMode::Insert,
     };
-    let mut mapping = Vec::new();
+    let mut mapping = Vec::with_capacity(raw.mapping.as_ref().map_or(0, |map| map.0.len()));
     if let Some(map) = &raw.mapping {
         let mapping_path = path.key("mapping");
         for (target_column, expr) in &map.0 {
@@ -426,7 +439,7 @@ fn table(path: &KeyPath, raw: &TableRaw, source_columns: &[String], json_columns
                 .as_deref()
                 .filter(|expr| !expr.trim().is_empty())
                 .ok_or_else(|| Problem::at(mapping_path.key(target_column), "expected an expression, got nothing"))?;
-            mapping.push((target_column.clone(), classify(expr, source_columns, json_columns)));
+            mapping.push((target_column.clone(), classify_among(expr, columns)));
         }
     }
     let filter = raw.filter.as_deref().and_then(sql_text);
@@ -448,16 +461,20 @@ fn error_limit(path: &KeyPath, text: &str) -> Result<ErrorLimit> {
     if let Some(number) = trimmed.strip_suffix('%') {
         return match digits(number.trim_end()).and_then(|percent| u32::try_from(percent).ok()) {
             Some(percent @ 1..=100) => Ok(ErrorLimit::Percent(percent)),
-            Some(_) => Err(Problem::at(path.clone(), format!("must be a percentage from 1% to 100%; got {text:?}"))),
-            None => {
-                Err(Problem::at(path.clone(), format!("must be a count or a percentage like \"5%\"; got {text:?}")))
-            }
+            _ => Err(Problem::at(path.clone(), format!("must be a percentage from 1% to 100%; got {text:?}"))),
         };
     }
-    match digits(trimmed) {
-        Some(count) => Ok(ErrorLimit::Count(count)),
-        None => Err(Problem::at(path.clone(), format!("must be a count or a percentage like \"5%\"; got {text:?}"))),
+    if let Some(count) = digits(trimmed) {
+        return Ok(ErrorLimit::Count(count));
     }
+    let reason = match integer_form(trimmed) {
+        Some(IntegerForm::Negative) => format!("must not be negative; got {trimmed}"),
+        Some(IntegerForm::TooLarge) => {
+            format!("must be at most {} (or a percentage like \"5%\"); got {trimmed}", u64::MAX)
+        }
+        None => format!("must be a count or a percentage like \"5%\"; got {text:?}"),
+    };
+    Err(Problem::at(path.clone(), reason))
 }
 
 /// SQL text, or `None` when blank.
@@ -474,21 +491,34 @@ fn digits(text: &str) -> Option<u64> {
     unsigned.parse().ok()
 }
 
+/// Why a text that [`digits`] refuses still reads as an integer.
+enum IntegerForm {
+    Negative,
+    /// More than a `u64` holds.
+    TooLarge,
+}
+
+/// `None` when `trimmed` is not an optionally signed run of ASCII digits.
+fn integer_form(trimmed: &str) -> Option<IntegerForm> {
+    let (negative, magnitude) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
+    };
+    if magnitude.is_empty() || !magnitude.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    Some(if negative { IntegerForm::Negative } else { IntegerForm::TooLarge })
+}
+
 fn integer(path: &KeyPath, text: &str) -> Result<u64> {
     let trimmed = text.trim();
     if let Some(value) = digits(trimmed) {
         return Ok(value);
     }
-    let (negative, magnitude) = match trimmed.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, trimmed.strip_prefix('+').unwrap_or(trimmed)),
-    };
-    let reason = if magnitude.is_empty() || !magnitude.bytes().all(|byte| byte.is_ascii_digit()) {
-        format!("expected an integer, got {text:?}")
-    } else if negative {
-        format!("must not be negative; got {trimmed}")
-    } else {
-        format!("must be at most {}; got {trimmed}", u64::MAX)
+    let reason = match integer_form(trimmed) {
+        Some(IntegerForm::Negative) => format!("must not be negative; got {trimmed}"),
+        Some(IntegerForm::TooLarge) => format!("must be at most {}; got {trimmed}", u64::MAX),
+        None => format!("expected an integer, got {text:?}"),
     };
     Err(Problem::at(path.clone(), reason))
 }
