@@ -12,6 +12,14 @@
 //! Group assignments are not applied in the rebalance callback: the callback
 //! records them and the shard assigns later, with the start offsets the
 //! control plane read from the database (librdkafka waits for that `assign`).
+//! Before the group's first assignment an exactly-once shard may `assign`
+//! the partitions it reads ahead (librdkafka accepts an assignment of the
+//! application's own while the join runs); the group's assignment replaces it.
+//!
+//! Errors and librdkafka's own warnings are not logged here: they go to the
+//! shard's [`KafkaHealth`] (a connection failure also marks the client's
+//! brokers unreachable there), which the control plane logs rate-limited per
+//! job. A rebalance or a successful commit is an answer from the brokers.
 //!
 //! Messages are taken from per-partition queues in batches
 //! (`rd_kafka_consume_batch_queue`) rather than one `poll` per message: after
@@ -30,13 +38,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::events::{PartitionStart, StartPosition};
+use crate::stats::KafkaHealth;
 
 /// A change of the consumer group's assignment, noticed in the rebalance callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +73,32 @@ pub struct ShardContext {
     topic: String,
     notices: Mutex<VecDeque<RebalanceNotice>>,
     readiness: Arc<Readiness>,
+    health: Arc<KafkaHealth>,
 }
 
 impl ClientContext for ShardContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition arrives with each partition's EOF event as well; it is not a failure.
-        if !is_partition_eof(&error) {
-            tracing::warn!(topic = %self.topic, %error, %reason, "kafka client error");
+        if is_partition_eof(&error) {
+            return;
+        }
+        if is_unreachable(&error) {
+            self.health.client.failed(reason);
+        }
+        self.health.warn(format!("kafka client error on topic {:?}: {error}: {reason}", self.topic));
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self.health.warn(format!("librdkafka: {facility}: {message}")),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(topic = %self.topic, "librdkafka: {facility}: {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(topic = %self.topic, "librdkafka: {facility}: {message}"),
         }
     }
 }
@@ -84,15 +114,17 @@ impl ConsumerContext for ShardContext {
             }
             _ => {
                 if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                    tracing::warn!(topic = %self.topic, error = ?err, "consumer group rebalance failed");
+                    self.health.warn(format!("consumer group rebalance failed on topic {:?}: {err:?}", self.topic));
                 }
                 // The eager protocol requires the revocation to happen inside the callback.
                 if let Err(error) = consumer.unassign() {
-                    tracing::warn!(topic = %self.topic, %error, "unassign failed");
+                    self.health.warn(format!("unassign failed on topic {:?}: {error}", self.topic));
                 }
                 RebalanceNotice::Revoked
             }
         };
+        // The group coordinator answered.
+        self.health.client.answered();
         if let Ok(mut notices) = self.notices.lock() {
             notices.push_back(notice);
         }
@@ -100,8 +132,9 @@ impl ConsumerContext for ShardContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            tracing::debug!(topic = %self.topic, %error, "kafka offset commit failed");
+        match result {
+            Ok(()) => self.health.client.answered(),
+            Err(error) => tracing::debug!(topic = %self.topic, %error, "kafka offset commit failed"),
         }
         self.readiness.notify();
     }
@@ -180,8 +213,9 @@ pub struct ShardConsumer {
 }
 
 impl ShardConsumer {
-    /// Creates the consumer and subscribes to `topic` in the group named by `config`.
-    pub fn subscribe(config: &[(String, String)], topic: &str) -> KafkaResult<ShardConsumer> {
+    /// Creates the consumer and subscribes to `topic` in the group named by
+    /// `config`; its errors and warnings go to `health`.
+    pub fn subscribe(config: &[(String, String)], topic: &str, health: Arc<KafkaHealth>) -> KafkaResult<ShardConsumer> {
         let mut client_config = ClientConfig::new();
         for (key, value) in config {
             client_config.set(key, value);
@@ -191,6 +225,7 @@ impl ShardConsumer {
             topic: topic.to_owned(),
             notices: Mutex::new(VecDeque::new()),
             readiness: readiness.clone(),
+            health,
         };
         let mut consumer: BaseConsumer<ShardContext> = client_config.create_with_context(context)?;
         let callback_readiness = readiness.clone();
@@ -232,7 +267,8 @@ impl ShardConsumer {
         }
     }
 
-    /// Applies a group assignment with the given start positions, and takes
+    /// Applies an assignment (the group's, or before the group's first one,
+    /// the partitions read ahead) with the given start positions, and takes
     /// each partition's fetch queue apart from the consumer queue.
     pub fn assign(&mut self, starts: &[PartitionStart]) -> KafkaResult<()> {
         let mut tpl = TopicPartitionList::new();
@@ -434,6 +470,21 @@ fn offset_of(position: StartPosition) -> Offset {
         StartPosition::Offset(offset) => Offset::Offset(offset),
         StartPosition::GroupCommitted => Offset::Stored,
     }
+}
+
+/// Whether a librdkafka error says the brokers could not be reached (rather
+/// than a broker refusing a request).
+pub fn is_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::BrokerNotAvailable
+        )
+    )
 }
 
 /// End-of-partition reaches the client error callback as a partition event
