@@ -621,9 +621,8 @@ impl JobTask {
             }
         }
         self.apply_positions(starts, matches!(kind, Pending::Group))?;
-        if matches!(kind, Pending::Group | Pending::Added) {
-            self.commit_loaded();
-        }
+        // The database may hold more than the group (another server loaded, a rewind).
+        self.commit_loaded();
         let fetch = self.fetch_path();
         match kind {
             Pending::ReadAhead => tracing::info!(
@@ -831,28 +830,39 @@ impl JobTask {
     /// and then re-checks the held partitions' offsets against the log.
     async fn watch_brokers(&mut self) -> Result<(), String> {
         let health = self.stats.kafka.clone();
-        let reported = if self.native_reading() {
+        let native_reading = self.native_reading();
+        let reported = if native_reading {
             health.fetch.outage()
         } else {
             let outage = health.client.outage();
-            if outage.is_some() {
+            if outage.is_some() || self.outage.is_some() {
                 self.start_probe();
             }
-            // A client's report counts once a TCP check after it failed too.
-            outage.filter(|o| self.probe.failed_at_ms.get() >= o.since_ms)
+            outage
         };
-        let confirmed = reported.filter(|o| now_ms().saturating_sub(o.since_ms) >= OUTAGE_CONFIRM_MS);
-        match confirmed {
-            Some(outage) => {
-                // Moving from one client's view to the other's keeps the outage's start.
-                let since_ms = self.outage.as_ref().map_or(outage.since_ms, |o| o.since_ms.min(outage.since_ms));
-                let outage = Outage { since_ms, reason: outage.reason };
-                if self.outage.as_ref() != Some(&outage) {
+        match (&self.outage, reported) {
+            (None, Some(outage)) => {
+                // Failures count once they last (several retries); a
+                // client's report once a TCP check after it failed too.
+                let lasted = now_ms().saturating_sub(outage.since_ms) >= OUTAGE_CONFIRM_MS;
+                let checked = native_reading || self.probe.failed_at_ms.get() >= outage.since_ms;
+                if lasted && checked {
                     self.stats.set_outage(Some(outage.clone()));
                     self.outage = Some(outage);
                 }
             }
-            None if self.outage.is_some() => {
+            (Some(current), Some(outage)) => {
+                // Moving from one client's view to the other's keeps the outage's start.
+                let outage = Outage { since_ms: current.since_ms.min(outage.since_ms), reason: outage.reason };
+                if *current != outage {
+                    self.stats.set_outage(Some(outage.clone()));
+                    self.outage = Some(outage);
+                }
+            }
+            // Over only when a broker answered since it began.
+            (Some(current), None)
+                if health.fetch.answered_since(current.since_ms) || health.client.answered_since(current.since_ms) =>
+            {
                 self.outage = None;
                 self.stats.set_outage(None);
                 // The broker may have lost its data meanwhile (tansu keeps
@@ -863,7 +873,7 @@ impl JobTask {
                     self.rewind().await?;
                 }
             }
-            None => {}
+            _ => {}
         }
         Ok(())
     }

@@ -129,6 +129,8 @@ impl ShardJobStats {
 pub struct Reachability {
     /// Milliseconds since the epoch of the first failure in a row; 0 while reachable.
     down_since_ms: AtomicI64,
+    /// When a broker last answered (milliseconds since the epoch; 0: never).
+    answered_at_ms: AtomicI64,
     reason: Mutex<String>,
 }
 
@@ -143,7 +145,18 @@ impl Reachability {
 
     /// A broker answered.
     pub fn answered(&self) {
+        self.answered_at_ms.store(now_ms(), Ordering::Release);
         self.down_since_ms.store(0, Ordering::Release);
+    }
+
+    /// Forgets the failures, without an answer (they concerned requests no longer made).
+    pub fn forget(&self) {
+        self.down_since_ms.store(0, Ordering::Release);
+    }
+
+    /// Whether a broker answered at or after `since_ms`.
+    pub fn answered_since(&self, since_ms: i64) -> bool {
+        self.answered_at_ms.load(Ordering::Acquire) >= since_ms
     }
 
     pub fn outage(&self) -> Option<Outage> {
@@ -216,8 +229,10 @@ mod tests {
         let outage = source.outage();
         assert_eq!(outage.as_ref().map(|o| o.since_ms), first);
         assert_eq!(outage.map(|o| o.reason), Some("timed out".to_string()));
+        assert!(!source.answered_since(first.unwrap_or(0)));
         source.answered();
         assert_eq!(source.outage(), None);
+        assert!(source.answered_since(first.unwrap_or(0)));
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! Errors and librdkafka's own warnings are not logged here: they go to the
 //! shard's [`KafkaHealth`] (a connection failure also marks the client's
 //! brokers unreachable there), which the control plane logs rate-limited per
-//! job. A rebalance or a successful commit is an answer from the brokers.
+//! job. An assignment or a successful commit is an answer from the brokers (a
+//! revocation is not: librdkafka revokes by itself when its session times out).
 //!
 //! Messages are taken from per-partition queues in batches
 //! (`rd_kafka_consume_batch_queue`) rather than one `poll` per message: after
@@ -74,6 +75,8 @@ pub struct ShardContext {
     notices: Mutex<VecDeque<RebalanceNotice>>,
     readiness: Arc<Readiness>,
     health: Arc<KafkaHealth>,
+    /// `bootstrap.servers`, for reasons that name no broker.
+    bootstrap: String,
 }
 
 impl ClientContext for ShardContext {
@@ -83,7 +86,11 @@ impl ClientContext for ShardContext {
             return;
         }
         if is_unreachable(&error) {
-            self.health.client.failed(reason);
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                self.health.client.failed(&format!("no broker of {} answers ({reason})", self.bootstrap));
+            } else {
+                self.health.client.failed(reason);
+            }
         }
         self.health.warn(format!("kafka client error on topic {:?}: {error}: {reason}", self.topic));
     }
@@ -110,6 +117,8 @@ impl ConsumerContext for ShardContext {
                 let mut partitions: Vec<i32> =
                     tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect();
                 partitions.sort_unstable();
+                // Only the group coordinator assigns.
+                self.health.client.answered();
                 RebalanceNotice::Assigned(partitions)
             }
             _ => {
@@ -123,8 +132,6 @@ impl ConsumerContext for ShardContext {
                 RebalanceNotice::Revoked
             }
         };
-        // The group coordinator answered.
-        self.health.client.answered();
         if let Ok(mut notices) = self.notices.lock() {
             notices.push_back(notice);
         }
@@ -226,6 +233,11 @@ impl ShardConsumer {
             notices: Mutex::new(VecDeque::new()),
             readiness: readiness.clone(),
             health,
+            bootstrap: config
+                .iter()
+                .find(|(key, _)| key == "bootstrap.servers")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
         };
         let mut consumer: BaseConsumer<ShardContext> = client_config.create_with_context(context)?;
         let callback_readiness = readiness.clone();

@@ -209,7 +209,7 @@ impl NativeFetcher {
             shared.metadata_stale.set(true);
         }
         // Failures of the previous positions say nothing about the new ones.
-        shared.health.fetch.answered();
+        shared.health.fetch.forget();
         shared.notify();
     }
 
