@@ -630,7 +630,7 @@ impl JobTask {
                 shard = self.shard,
                 partitions = ?self.held,
                 fetch,
-                "reading this server's share of the topic while the consumer group join runs"
+                "reading partitions ahead of the consumer group join (this server's share)"
             ),
             Pending::Group | Pending::Added | Pending::Rewind => {
                 tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, fetch, "reading partitions")
@@ -784,7 +784,6 @@ impl JobTask {
         );
         self.apply_positions(&[], true)?;
         self.commit_loaded();
-        tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?kept, fetch = self.fetch_path(), "reading partitions");
         self.generation += 1;
         if !starting.is_empty() {
             self.pending = Some((self.generation, Pending::Added));

@@ -48,13 +48,14 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
     let total = 200_000;
     produce_with(&producer_on(&brokers), &topic, 2, id_messages(0..total));
 
-    let server = Server::start();
+    // Small fetches and batches: the load is under way, not over, when the broker goes.
+    let server = Server::start_with(r#""FetchQueueMaxBytes": 4194304"#);
     let plain = unique("lost_t");
     let fallback = unique("lost_fb_t");
     for (table, control) in [(&plain, ""), (&fallback, "\n      fallback_offset: earliest")] {
         sql(&format!("CREATE TABLE {table} (id int, body text)"));
         let job =
-            simple_json_job(&topic, table, "exactly-once", "        interval_ms: 100\n        max_count: 2000", "")
+            simple_json_job(&topic, table, "exactly-once", "        interval_ms: 100\n        max_count: 500", "")
                 .replace(&kafka_brokers(), &brokers)
                 .replace("      consistency: exactly-once", &format!("      consistency: exactly-once{control}"));
         assert!(server.submit_yaml(table, &job, &["--start"]).success);
@@ -66,6 +67,9 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
     let output_at_kill = server.output().len();
     broker.kill();
     let killed = Instant::now();
+    for table in [&plain, &fallback] {
+        assert!(count(&format!("SELECT count(*) FROM {table}")) < total, "{table} loaded everything before the kill");
+    }
 
     // Within 10 s both say so, in status and in its text form.
     let expected_start = "broker unreachable since ";
@@ -117,7 +121,12 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
 
     let status = server.wait_state(&plain, "error", TIMEOUT);
     let (_, stored_0) = stored[0][0];
-    assert_eq!(status["message"], offset_gap(&topic, 0, stored_0, 10));
+    // The job may look before or after the ten messages are in.
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        [offset_gap(&topic, 0, stored_0, 10), offset_gap(&topic, 0, stored_0, 0)].iter().any(|m| m == message),
+        "{message}"
+    );
     assert_eq!(count(&format!("SELECT count(*) FROM {plain}")), loaded_before[0], "nothing loaded after the gap");
     assert_eq!(stored_offsets(&plain, &topic), stored[0]);
 
@@ -278,7 +287,7 @@ fn after_kill_9_the_restarted_job_reads_ahead_of_the_join_and_loads_exactly_once
     assert_eq!(stored, total + 10_000);
     let log = server.job_log(&table);
     let after_restart = &log[log_before..];
-    assert!(after_restart.contains("reading this server's share of the topic"), "{after_restart}");
+    assert!(after_restart.contains("reading partitions ahead of the consumer group join"), "{after_restart}");
     assert!(
         commits_before_join(after_restart) > 0,
         "the restarted job loaded nothing before the join:\n{after_restart}"
