@@ -112,7 +112,7 @@ impl Committer {
         let mut attempt = 0u32;
         loop {
             match self.start_offsets(partitions).await {
-                Err(StartsError::Unavailable(reason)) if !self.job.is_stopping() => {
+                Err(StartsError::Unavailable(reason)) => {
                     attempt += 1;
                     self.job.liveness.probe_health.warn(format!(
                         "cannot read the start offsets of partitions {partitions:?} (attempt {attempt}): {reason}"
@@ -121,7 +121,15 @@ impl Committer {
                         self.shard,
                         Some(format!("waiting: cannot read the start offsets of partitions {partitions:?}: {reason}")),
                     );
-                    tokio::time::sleep(backoff(attempt).min(Duration::from_secs(5))).await;
+                    let retry_at = Instant::now() + backoff(attempt).min(Duration::from_secs(5));
+                    while Instant::now() < retry_at {
+                        // A job stopped meanwhile (or a shard gone) reads nothing more: no start is needed.
+                        if self.job.is_stopping() || self.link.events.is_closed() {
+                            self.job.liveness.set_start_wait(self.shard, None);
+                            return Ok(Vec::new());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
                 result => {
                     self.job.liveness.set_start_wait(self.shard, None);

@@ -392,9 +392,11 @@ impl JobRuntime {
         let fallback = self.config.source.fallback_offset;
         let unavailable = |e: crate::kafka_admin::KafkaAdminError| StartsError::Unavailable(e.to_string());
         // Fresh metadata first: the topic may be gone or re-created since the last look.
-        probe.partitions(&self.topic).map_err(unavailable)?;
+        let existing = probe.partitions(&self.topic).map_err(unavailable)?;
         let mut starts = Vec::with_capacity(partitions.len());
-        for &partition in partitions {
+        // A partition the topic no longer has (re-created with fewer) gets no
+        // start: it is not read, and the group's next assignment drops it.
+        for &partition in partitions.iter().filter(|p| existing.contains(p)) {
             let stored_offset = stored.iter().find(|(p, _)| *p == partition).map(|(_, o)| *o);
             let (low, reported_high) = probe.reported_bounds(&self.topic, partition).map_err(unavailable)?;
             let (position, stored) = match stored_offset {

@@ -263,8 +263,8 @@ impl JobTask {
                 return Ok(());
             }
             self.report_drained().await?;
-            self.watch_brokers().await?;
             if Instant::now() >= self.next_stats {
+                self.watch_brokers().await?;
                 self.publish_stats();
             }
 
