@@ -360,10 +360,7 @@ impl JobTask {
                     let payload = message.payload();
                     self.read.on_message(partition, offset, timestamp_ms, payload);
                 }
-                Err(KafkaError::PartitionEOF(partition)) => {
-                    self.stats.kafka.client.answered();
-                    self.read.mark_eof(partition);
-                }
+                Err(KafkaError::PartitionEOF(partition)) => self.read.mark_eof(partition),
                 Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => reset_seen = true,
                 // The client's error callback has recorded it already.
                 Err(error) if is_unreachable(&error) => {}
@@ -419,9 +416,6 @@ impl JobTask {
             true
         };
         self.stats.add_read(read as u64, bytes);
-        if read > 0 && self.native.is_none() {
-            self.stats.kafka.client.answered();
-        }
         if reset_seen {
             // A stored offset fell outside the log (retention ran ahead of the
             // job): let the control plane decide where to go, with the
@@ -848,6 +842,7 @@ impl JobTask {
                 if lasted && checked {
                     self.stats.set_outage(Some(outage.clone()));
                     self.outage = Some(outage);
+                    self.stop_librdkafka_fetching()?;
                 }
             }
             (Some(current), Some(outage)) => {
@@ -875,6 +870,25 @@ impl JobTask {
             _ => {}
         }
         Ok(())
+    }
+
+    /// librdkafka 2.12 crashes (SIGSEGV in `rd_kafka_metadata_update_op`)
+    /// when a broker that came back without a topic answers its fetch with
+    /// the topic id it had before (tansu after a restart, the topic created
+    /// again): while the brokers are unreachable, librdkafka fetches nothing.
+    /// The outage's end re-reads the start offsets and assigns again.
+    fn stop_librdkafka_fetching(&mut self) -> Result<(), String> {
+        if self.native.is_some() || self.librdkafka_assigned.is_empty() {
+            return Ok(());
+        }
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        self.pending = None;
+        self.librdkafka_assigned.clear();
+        self.consumer.assign_membership_only().map_err(|error| format!("cannot stop the kafka consumer: {error}"))
     }
 
     /// Tries the bootstrap brokers' ports in the background, at most once a

@@ -41,6 +41,18 @@ fn offset_gap(topic: &str, partition: i32, stored: i64, end: i64) -> String {
 /// loads the new topic from its start, exactly once.
 #[test]
 fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_fallback() {
+    losing_the_broker("");
+}
+
+/// The same through librdkafka's fetch path (which must not fetch while the
+/// broker is away: librdkafka 2.12 crashes on the answer of a broker that
+/// came back without the topic).
+#[test]
+fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_fallback_through_librdkafka() {
+    losing_the_broker(r#""KafkaFetch": "librdkafka", "#);
+}
+
+fn losing_the_broker(server_config: &str) {
     let mut broker = PrivateBroker::start();
     let brokers = broker.address();
     let topic = unique("lost");
@@ -49,7 +61,7 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
     produce_with(&producer_on(&brokers), &topic, 2, id_messages(0..total));
 
     // Small fetches and batches: the load is under way, not over, when the broker goes.
-    let server = Server::start_with(r#""FetchQueueMaxBytes": 4194304"#);
+    let server = Server::start_with(&format!(r#"{server_config}"FetchQueueMaxBytes": 4194304"#));
     let plain = unique("lost_t");
     let fallback = unique("lost_fb_t");
     for (table, control) in [(&plain, ""), (&fallback, "\n      fallback_offset: earliest")] {
@@ -110,8 +122,7 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
     assert!(during.len() <= 4, "{} warnings in the server log while down:\n{}", during.len(), during.join("\n"));
     let stored = [stored_offsets(&plain, &topic), stored_offsets(&fallback, &topic)];
     for offsets in &stored {
-        assert_eq!(offsets.len(), 2, "{offsets:?}");
-        assert!(offsets.iter().all(|&(_, o)| o > 10), "{offsets:?}");
+        assert!(!offsets.is_empty() && offsets.iter().all(|&(_, o)| o > 10), "{offsets:?}");
     }
 
     // Back, empty; the topic again, with ten messages a partition.
@@ -120,11 +131,14 @@ fn losing_the_broker_is_reported_and_a_recreated_topic_is_an_offset_gap_or_the_f
     produce_with(&producer_on(&brokers), &topic, 2, id_messages(1_000_000..1_000_020));
 
     let status = server.wait_state(&plain, "error", TIMEOUT);
-    let (_, stored_0) = stored[0][0];
-    // The job may look before or after the ten messages are in.
+    // The first partition with a stored offset is the one named; the job may
+    // look before or after the ten messages are in.
+    let (partition, offset) = stored[0][0];
     let message = status["message"].as_str().unwrap_or_default();
     assert!(
-        [offset_gap(&topic, 0, stored_0, 10), offset_gap(&topic, 0, stored_0, 0)].iter().any(|m| m == message),
+        [offset_gap(&topic, partition, offset, 10), offset_gap(&topic, partition, offset, 0)]
+            .iter()
+            .any(|m| m == message),
         "{message}"
     );
     assert_eq!(count(&format!("SELECT count(*) FROM {plain}")), loaded_before[0], "nothing loaded after the gap");

@@ -172,6 +172,9 @@ pub enum QueueEvent {
 struct PartitionQueues {
     queues: Vec<(i32, std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>)>,
     batch: Vec<*mut rdkafka::bindings::rd_kafka_message_t>,
+    /// The queue a drain starts with, rotating so that a deep queue cannot
+    /// starve the others when each drain fills the batch.
+    first: usize,
 }
 
 /// Messages taken from one queue per call.
@@ -245,7 +248,7 @@ impl ShardConsumer {
         consumer.subscribe(&[topic])?;
         let topic_c = CString::new(topic).map_err(|_| KafkaError::Subscription(topic.to_owned()))?;
         Ok(ShardConsumer {
-            partitions: PartitionQueues { queues: Vec::new(), batch: Vec::with_capacity(QUEUE_BATCH) },
+            partitions: PartitionQueues { queues: Vec::new(), batch: Vec::with_capacity(QUEUE_BATCH), first: 0 },
             consumer,
             readiness,
             topic: topic.to_owned(),
@@ -344,10 +347,12 @@ impl ShardConsumer {
         mut on_message: impl FnMut(RawMessage<'_>),
         mut on_event: impl FnMut(QueueEvent),
     ) -> (usize, bool) {
-        let PartitionQueues { queues, batch } = &mut self.partitions;
+        let PartitionQueues { queues, batch, first } = &mut self.partitions;
         let mut taken = 0usize;
         let mut more = false;
-        for (partition, queue) in queues.iter() {
+        let count = queues.len();
+        *first = if count == 0 { 0 } else { (*first + 1) % count };
+        for (partition, queue) in queues.iter().cycle().skip(*first).take(count) {
             if taken >= limit {
                 more = true;
                 break;
