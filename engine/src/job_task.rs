@@ -862,7 +862,9 @@ impl JobTask {
                 // The broker may have lost its data meanwhile (tansu keeps
                 // topics in memory; a topic may have been re-created): check
                 // the stored offsets against the log again, as at start.
-                if !self.held.is_empty() && self.pending.is_none() && !self.stopping {
+                if !self.stopping && self.native.is_none() {
+                    self.renew_consumer().await?;
+                } else if !self.stopping && !self.held.is_empty() && self.pending.is_none() {
                     tracing::info!(job = %self.plan.job, shard = self.shard, "kafka brokers answer again; re-reading from stored offsets");
                     self.rewind().await?;
                 }
@@ -889,6 +891,34 @@ impl JobTask {
         self.pending = None;
         self.librdkafka_assigned.clear();
         self.consumer.assign_membership_only().map_err(|error| format!("cannot stop the kafka consumer: {error}"))
+    }
+
+    /// After an outage librdkafka's fetch path gets a new client: the old one
+    /// may hold the id of a topic the broker lost, which librdkafka 2.12
+    /// crashes on (see [`JobTask::stop_librdkafka_fetching`]). The new client
+    /// joins the group afresh; an exactly-once shard reads ahead meanwhile,
+    /// from the stored offsets, checked against the log as at start.
+    async fn renew_consumer(&mut self) -> Result<(), String> {
+        let fresh = ShardConsumer::subscribe(&self.plan.consumer_config, &self.plan.topic, self.stats.kafka.clone())
+            .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
+        std::mem::replace(&mut self.consumer, fresh).close_in_background();
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        self.pending = None;
+        self.held.clear();
+        self.librdkafka_assigned.clear();
+        self.joined = false;
+        self.reading_ahead = false;
+        tracing::info!(
+            job = %self.plan.job,
+            shard = self.shard,
+            "kafka brokers answer again; a new client joins the consumer group, reading from stored offsets"
+        );
+        self.send(ShardEvent::Revoked { generation: self.generation }).await?;
+        self.read_ahead().await
     }
 
     /// Tries the bootstrap brokers' ports in the background, at most once a
