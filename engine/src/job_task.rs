@@ -34,6 +34,9 @@
 //! then re-reads its start offsets from the database and checks them
 //! against the log, exactly as at start: a broker that lost its data (a
 //! re-created topic) yields the same offset-gap error, or `fallback_offset`.
+//! On librdkafka's fetch path the consumer fetches nothing during the outage
+//! and is replaced by a new one after it (librdkafka 2.12 crashes on a
+//! returning broker's answer for a topic it lost).
 
 use std::cell::Cell;
 use std::rc::Rc;
