@@ -45,7 +45,7 @@ use tokio_postgres::{Client, GenericClient, Transaction};
 use crate::db;
 use crate::greenplum::{self, ServedFormat};
 use crate::job::GreenplumLoad;
-use crate::job::{JobRuntime, SupervisorEvent};
+use crate::job::{JobRuntime, StartsError, SupervisorEvent};
 use crate::jobspec::ErrorLimit;
 use crate::load_plan::FastRelation;
 
@@ -84,9 +84,9 @@ impl Committer {
     pub async fn run(mut self) {
         while let Ok(event) = self.link.events.recv().await {
             match event {
-                ShardEvent::Assigned { generation, partitions } => {
-                    self.notify(SupervisorEvent::Held(partitions.clone())).await;
-                    let offsets = self.start_offsets(&partitions).await;
+                ShardEvent::Assigned { generation, partitions, starting } => {
+                    self.notify(SupervisorEvent::Held(partitions)).await;
+                    let offsets = self.start_offsets_waiting(&starting).await;
                     if let Err(reason) = &offsets {
                         self.notify(SupervisorEvent::Fatal(reason.clone())).await;
                     }
@@ -117,9 +117,47 @@ impl Committer {
         let _ = self.link.replies.send(reply).await;
     }
 
+    /// [`Committer::start_offsets`], waiting while Kafka or the database does
+    /// not answer (the job's status says so); the shard reads nothing of
+    /// these partitions meanwhile.
+    async fn start_offsets_waiting(&mut self, partitions: &[i32]) -> Result<Vec<PartitionStart>, String> {
+        let mut attempt = 0u32;
+        loop {
+            match self.start_offsets(partitions).await {
+                Err(StartsError::Unavailable(reason)) => {
+                    attempt += 1;
+                    self.job.liveness.probe_health.warn(format!(
+                        "cannot read the start offsets of partitions {partitions:?} (attempt {attempt}): {reason}"
+                    ));
+                    self.job.liveness.set_start_wait(
+                        self.shard,
+                        Some(format!("waiting: cannot read the start offsets of partitions {partitions:?}: {reason}")),
+                    );
+                    let retry_at = Instant::now() + backoff(attempt).min(Duration::from_secs(5));
+                    while Instant::now() < retry_at {
+                        // A job stopped meanwhile (or a shard gone) reads nothing more: no start is needed.
+                        if self.job.is_stopping() || self.link.events.is_closed() {
+                            self.job.liveness.set_start_wait(self.shard, None);
+                            return Ok(Vec::new());
+                        }
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                result => {
+                    self.job.liveness.set_start_wait(self.shard, None);
+                    return result.map_err(|e| e.to_string());
+                }
+            }
+        }
+    }
+
     /// Where each partition starts: the database's offset for exactly-once
-    /// (checked against the log), else the group's committed offset.
-    async fn start_offsets(&mut self, partitions: &[i32]) -> Result<Vec<PartitionStart>, String> {
+    /// (checked against the log, a gap `fallback_offset` resolves stored),
+    /// else the group's committed offset.
+    async fn start_offsets(&mut self, partitions: &[i32]) -> Result<Vec<PartitionStart>, StartsError> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
         if !self.job.exactly_once {
             let overrides = self.job.take_start_overrides(partitions);
             return Ok(partitions
@@ -135,13 +173,19 @@ impl Committer {
         }
         let stored = self.read_stored_offsets(partitions).await?;
         let job = self.job.clone();
-        let partitions = partitions.to_vec();
-        tokio::task::spawn_blocking(move || job.resolve_starts(&partitions, &stored))
+        let owned = partitions.to_vec();
+        let mut starts = tokio::task::spawn_blocking(move || job.resolve_starts(&owned, &stored))
             .await
-            .map_err(|e| format!("offset lookup failed: {e}"))?
+            .map_err(|e| StartsError::Final(format!("offset lookup failed: {e}")))??;
+        let job = self.job.clone();
+        let client = self.session().await.map_err(|failure| match failure {
+            Failure::Transient(reason) | Failure::Fatal(reason) => StartsError::Unavailable(reason),
+        })?;
+        job.store_moved_starts(client, &mut starts).await?;
+        Ok(starts)
     }
 
-    async fn read_stored_offsets(&mut self, partitions: &[i32]) -> Result<Vec<(i32, i64)>, String> {
+    async fn read_stored_offsets(&mut self, partitions: &[i32]) -> Result<Vec<(i32, i64)>, StartsError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -161,8 +205,11 @@ impl Committer {
                     self.drop_session(&reason);
                     tokio::time::sleep(backoff(attempt)).await;
                 }
-                Err(Failure::Transient(reason) | Failure::Fatal(reason)) => {
-                    return Err(format!("cannot read stored offsets: {reason}"));
+                Err(Failure::Transient(reason)) => {
+                    return Err(StartsError::Unavailable(format!("cannot read stored offsets: {reason}")));
+                }
+                Err(Failure::Fatal(reason)) => {
+                    return Err(StartsError::Final(format!("cannot read stored offsets: {reason}")));
                 }
             }
         }

@@ -18,7 +18,7 @@ use flowserver_engine::kafka::fetcher::NativeFetchPlan;
 use flowserver_engine::kafka::wire::Isolation;
 use flowserver_engine::plan::{KafkaCommit, ServePlan, ServedRows, ShardJobPlan};
 use flowserver_engine::runtime::Engine;
-use flowserver_engine::stats::ShardJobStats;
+use flowserver_engine::stats::{KafkaHealth, ShardJobStats};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::committer::Committer;
@@ -27,6 +27,7 @@ use crate::error::ControlError;
 use crate::greenplum::{self, ExternalTable, ServedFormat};
 use crate::jobspec::{Consistency, FallbackOffset, JobConfig, SourceFormatSpec};
 use crate::kafka_admin::KafkaProbe;
+use crate::liveness::Liveness;
 use crate::load_plan::{self, LoadPlan, TargetCatalog};
 use crate::sql::{BookkeepingSql, ident};
 
@@ -75,6 +76,11 @@ pub struct JobRuntime {
     pub source_columns: Vec<String>,
     pub partitions: Vec<i32>,
     probe: Arc<Mutex<KafkaProbe>>,
+    /// The probe last failed, or the brokers were unreachable since it last
+    /// worked: its client may hold metadata of a topic that was re-created
+    /// (librdkafka 2.12 can crash fetching with a stale topic id), so the next
+    /// resolution starts with a new one.
+    probe_stale: AtomicBool,
     start_overrides: Mutex<HashMap<i32, i64>>,
     initial_latest: bool,
     stopping: AtomicBool,
@@ -88,6 +94,19 @@ pub struct JobRuntime {
     pub greenplum: Option<GreenplumLoad>,
     /// Lasting remarks about how the job runs (shown in its status).
     pub notices: Vec<String>,
+    /// What the run waits for, its Kafka warnings, its rate.
+    pub liveness: Liveness,
+}
+
+/// Why start offsets could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum StartsError {
+    /// The stored offsets do not fit the log (the offset-gap error): the job cannot go on.
+    #[error("{0}")]
+    Final(String),
+    /// Kafka or the database did not answer: worth waiting for.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// What flowserver offers every job: where its shards' gpfdist listeners are.
@@ -126,14 +145,6 @@ pub struct Counters {
     pub batches: AtomicU64,
     pub last_commit_ms: AtomicI64,
     pub last_latency_us: AtomicU64,
-    rate: Mutex<RateSample>,
-}
-
-#[derive(Debug, Default)]
-struct RateSample {
-    at: Option<Instant>,
-    rows: u64,
-    per_second: f64,
 }
 
 pub fn now_ms() -> i64 {
@@ -187,11 +198,13 @@ impl JobRuntime {
         let brokers = source.brokers.join(",");
         let probe_properties = source.properties.clone();
         let topic = source.topic.clone();
+        let probe_health = Arc::new(KafkaHealth::default());
         let (probe, partitions) = tokio::task::spawn_blocking({
             let brokers = brokers.clone();
             let topic = topic.clone();
+            let probe_health = probe_health.clone();
             move || {
-                let probe = KafkaProbe::new(&brokers, &probe_properties)?;
+                let probe = KafkaProbe::new(&brokers, &probe_properties, probe_health)?;
                 let partitions = probe.partitions(&topic)?;
                 Ok::<_, crate::kafka_admin::KafkaAdminError>((probe, partitions))
             }
@@ -216,6 +229,7 @@ impl JobRuntime {
             .properties
             .iter()
             .any(|(k, v)| k == "auto.offset.reset" && matches!(v.as_str(), "latest" | "largest" | "end"));
+        let group = group_of(name, &source.properties);
         let runtime = JobRuntime {
             name: name.to_owned(),
             exactly_once: source.consistency == Consistency::ExactlyOnce,
@@ -226,6 +240,7 @@ impl JobRuntime {
             source_columns,
             partitions,
             probe: Arc::new(Mutex::new(probe)),
+            probe_stale: AtomicBool::new(false),
             start_overrides: Mutex::new(HashMap::new()),
             initial_latest,
             stopping: AtomicBool::new(false),
@@ -235,6 +250,7 @@ impl JobRuntime {
             shard_stats: Mutex::new(Vec::new()),
             started_at_ms: now_ms(),
             notices: greenplum.iter().filter_map(|g| g.notice.clone()).collect(),
+            liveness: Liveness::new(group, probe_health),
             greenplum,
         };
         if let Some(reset) = options.reset {
@@ -260,7 +276,7 @@ impl JobRuntime {
         let starts = tokio::task::spawn_blocking(move || runtime.resolve_starts(&runtime.partitions, &stored))
             .await
             .map_err(|e| ControlError::Internal(e.to_string()))?
-            .map_err(ControlError::StartCheck)?;
+            .map_err(|e| ControlError::StartCheck(e.to_string()))?;
         let moved: Vec<(i32, i64)> = starts
             .iter()
             .filter_map(|start| match start.position {
@@ -335,18 +351,55 @@ impl JobRuntime {
     /// has it; the fallback (or an error naming both offsets) when it does
     /// not; the log start (or end, if `auto.offset.reset` says latest) for a
     /// partition never loaded. Blocking.
-    pub fn resolve_starts(&self, partitions: &[i32], stored: &[(i32, i64)]) -> Result<Vec<PartitionStart>, String> {
-        let probe = self.probe.lock().map_err(|_| "probe lock poisoned".to_string())?;
+    pub fn resolve_starts(
+        &self,
+        partitions: &[i32],
+        stored: &[(i32, i64)],
+    ) -> Result<Vec<PartitionStart>, StartsError> {
+        let mut probe = self.probe.lock().map_err(|_| StartsError::Final("kafka probe lock poisoned".into()))?;
+        if self.probe_stale.swap(false, Ordering::AcqRel) {
+            let source = &self.config.source;
+            match KafkaProbe::new(&source.brokers.join(","), &source.properties, self.liveness.probe_health.clone()) {
+                Ok(fresh) => *probe = fresh,
+                Err(error) => {
+                    self.probe_stale.store(true, Ordering::Release);
+                    return Err(StartsError::Unavailable(error.to_string()));
+                }
+            }
+        }
+        let result = self.resolve_with(&probe, partitions, stored);
+        if matches!(result, Err(StartsError::Unavailable(_))) {
+            self.probe_stale.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    /// The brokers were unreachable: resolve the next starts with a new probe.
+    pub fn mark_probe_stale(&self) {
+        self.probe_stale.store(true, Ordering::Release);
+    }
+
+    fn resolve_with(
+        &self,
+        probe: &KafkaProbe,
+        partitions: &[i32],
+        stored: &[(i32, i64)],
+    ) -> Result<Vec<PartitionStart>, StartsError> {
         let fallback = self.config.source.fallback_offset;
+        let unavailable = |e: crate::kafka_admin::KafkaAdminError| StartsError::Unavailable(e.to_string());
+        // Fresh metadata first: the topic may be gone or re-created since the last look.
+        let existing = probe.partitions(&self.topic).map_err(unavailable)?;
         let mut starts = Vec::with_capacity(partitions.len());
-        for &partition in partitions {
+        // A partition the topic no longer has (re-created with fewer) gets no
+        // start: it is not read, and the group's next assignment drops it.
+        for &partition in partitions.iter().filter(|p| existing.contains(p)) {
             let stored_offset = stored.iter().find(|(p, _)| *p == partition).map(|(_, o)| *o);
-            let (low, reported_high) = probe.reported_bounds(&self.topic, partition).map_err(|e| e.to_string())?;
+            let (low, reported_high) = probe.reported_bounds(&self.topic, partition).map_err(unavailable)?;
             let (position, stored) = match stored_offset {
                 // The common case needs no fetch: the offset is within what the broker reports.
                 Some(offset) if (low..=reported_high).contains(&offset) => (offset, offset),
                 Some(offset) => {
-                    let (low, high) = probe.bounds(&self.topic, partition).map_err(|e| e.to_string())?;
+                    let (low, high) = probe.bounds(&self.topic, partition).map_err(unavailable)?;
                     if (low..=high).contains(&offset) {
                         (offset, offset)
                     } else {
@@ -354,22 +407,69 @@ impl JobRuntime {
                             Some(FallbackOffset::Earliest) => (low, offset),
                             Some(FallbackOffset::Latest) => (high, offset),
                             None => {
-                                return Err(format!(
+                                return Err(StartsError::Final(format!(
                                     "offset gap on partition {partition} of topic {:?}: the stored offset {offset} is outside \
                                      the available offsets {low} to {high}; set source.kafka.control.fallback_offset \
                                      (earliest or latest) or start with --reset-to-earliest or --reset-to-latest",
                                     self.topic
-                                ));
+                                )));
                             }
                         }
                     }
                 }
-                None if self.initial_latest => (probe.bounds(&self.topic, partition).map_err(|e| e.to_string())?.1, -1),
+                None if self.initial_latest => (probe.bounds(&self.topic, partition).map_err(unavailable)?.1, -1),
                 None => (low, -1),
             };
             starts.push(PartitionStart { partition, position: StartPosition::Offset(position), stored });
         }
         Ok(starts)
+    }
+
+    /// Stores the starts `fallback_offset` moved (an offset gap found while
+    /// running), as the start checks do, so a later start does not resolve
+    /// the gap again; compare-and-set against the offsets `starts` were
+    /// resolved from.
+    pub async fn store_moved_starts(
+        &self,
+        client: &tokio_postgres::Client,
+        starts: &mut [PartitionStart],
+    ) -> Result<(), StartsError> {
+        let moved: Vec<(i32, i64, i64)> = starts
+            .iter()
+            .filter_map(|start| match start.position {
+                StartPosition::Offset(offset) if start.stored >= 0 && offset != start.stored => {
+                    Some((start.partition, start.stored, offset))
+                }
+                _ => None,
+            })
+            .collect();
+        if moved.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(job = %self.name, partitions = ?moved, "offset gap: going on from fallback_offset");
+        let partitions: Vec<i32> = moved.iter().map(|m| m.0).collect();
+        let before: Vec<i64> = moved.iter().map(|m| m.1).collect();
+        let offsets: Vec<i64> = moved.iter().map(|m| m.2).collect();
+        // A jump over a gap reads no message: the counts stay.
+        let messages: Vec<i64> = vec![0; moved.len()];
+        let stored = client
+            .execute(
+                &self.bookkeeping.advance_offsets,
+                &[&self.name, &self.topic, &partitions, &before, &offsets, &messages],
+            )
+            .await
+            .map_err(|e| StartsError::Unavailable(format!("cannot store offsets: {}", db::describe(&e))))?;
+        if stored != moved.len() as u64 {
+            return Err(StartsError::Unavailable("the stored offsets moved while they were checked".into()));
+        }
+        for start in starts.iter_mut() {
+            if let StartPosition::Offset(offset) = start.position
+                && moved.iter().any(|m| m.0 == start.partition)
+            {
+                start.stored = offset;
+            }
+        }
+        Ok(())
     }
 
     pub fn take_start_overrides(&self, partitions: &[i32]) -> HashMap<i32, i64> {
@@ -379,19 +479,19 @@ impl JobRuntime {
 
     pub fn shard_plan(&self, stop_at_eof: bool, server: &ServerContext) -> ShardJobPlan {
         let source = &self.config.source;
-        let group = source
-            .properties
-            .iter()
-            .find(|(k, _)| k == "group.id")
-            .map_or_else(|| format!("flowserver.{}", self.name), |(_, v)| v.clone());
         let mut consumer_config: Vec<(String, String)> = vec![
             ("bootstrap.servers".into(), source.brokers.join(",")),
-            ("group.id".into(), group),
+            ("group.id".into(), self.liveness.group.clone()),
             ("client.id".into(), format!("flowserver.{}", self.name)),
             ("session.timeout.ms".into(), "10000".into()),
             // librdkafka's default backs a full partition queue off for a whole
             // second; the shard drains its queue in milliseconds.
             ("fetch.queue.backoff.ms".into(), "10".into()),
+            // A subscribed topic that is missing (a broker that came back
+            // without it) is looked up again this often; the group rejoins
+            // once it exists. librdkafka's default, 5 minutes, kept a job
+            // holding no partitions that long after the topic was re-created.
+            ("topic.metadata.refresh.interval.ms".into(), "5000".into()),
         ];
         // What librdkafka may hold ahead of the shard: the backpressure bound.
         // Its queue limit applies to each partition's fetch queue, so the
@@ -427,11 +527,19 @@ impl JobRuntime {
             consumer_config.push(("auto.offset.reset".into(), "error".into()));
         }
         let native_fetch = self.native_fetch_plan(server, per_partition);
+        // Exactly-once shards read their share at once: partition i to shard i mod shards.
+        let shards = server.shards.max(1);
+        let read_ahead = if self.exactly_once {
+            (0..shards).map(|shard| self.partitions.iter().skip(shard).step_by(shards).copied().collect()).collect()
+        } else {
+            Vec::new()
+        };
         ShardJobPlan {
             job: self.name.clone(),
             topic: self.topic.clone(),
             consumer_config,
             native_fetch,
+            read_ahead,
             decode: self.decode_plan(),
             batch_interval: source.batch.interval,
             batch_max_messages: source.batch.max_count.map(|n| n.get()),
@@ -510,7 +618,8 @@ impl JobRuntime {
 
     pub fn record_commit(&self, batch: &Batch, rows: u64, errors: u64, started: Instant) {
         let counters = &self.counters;
-        counters.rows_loaded.fetch_add(rows, Ordering::Relaxed);
+        let loaded = counters.rows_loaded.fetch_add(rows, Ordering::Relaxed) + rows;
+        self.liveness.note_commit(loaded);
         counters.rows_rejected.fetch_add(errors, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         counters.last_commit_ms.store(now_ms(), Ordering::Relaxed);
@@ -533,25 +642,24 @@ impl JobRuntime {
         self.shard_stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Rows per second since the previous sample (sampled by the supervisor).
+    /// Rows per second over the last 10 s; after the run, its average (see [`crate::liveness`]).
     pub fn rows_per_second(&self) -> f64 {
-        self.counters.rate.lock().map_or(0.0, |r| r.per_second)
+        self.liveness.rows_per_second()
     }
 
     fn sample_rate(&self) {
-        let rows = self.counters.rows_loaded.load(Ordering::Relaxed);
-        if let Ok(mut rate) = self.counters.rate.lock() {
-            let now = Instant::now();
-            if let Some(at) = rate.at {
-                let seconds = now.duration_since(at).as_secs_f64();
-                if seconds > 0.0 {
-                    rate.per_second = (rows - rate.rows) as f64 / seconds;
-                }
-            }
-            rate.at = Some(now);
-            rate.rows = rows;
-        }
+        self.liveness.sample_rate(self.counters.rows_loaded.load(Ordering::Relaxed));
     }
+
+    /// What keeps the running job from loading, if anything.
+    pub fn waiting(&self) -> Option<String> {
+        self.liveness.waiting(&self.shard_stats())
+    }
+}
+
+/// The job's consumer group: `group.id` from its properties, else `flowserver.<job>`.
+fn group_of(job: &str, properties: &[(String, String)]) -> String {
+    properties.iter().find(|(k, _)| k == "group.id").map_or_else(|| format!("flowserver.{job}"), |(_, v)| v.clone())
 }
 
 /// Creates flow_offsets and flow_errors, and upgrades a flow_offsets written
@@ -838,10 +946,20 @@ async fn supervise(
                     }
                 }
             }
-            _ = tick.tick() => runtime.sample_rate(),
+            _ = tick.tick() => {
+                runtime.sample_rate();
+                if runtime.liveness.tick(&runtime.name, &runtime.shard_stats()) {
+                    runtime.mark_probe_stale();
+                }
+            }
         }
     }
     runtime.sample_rate();
+    let _ = runtime.liveness.tick(&runtime.name, &runtime.shard_stats());
+    runtime.liveness.finish_rate(
+        runtime.counters.rows_loaded.load(Ordering::Relaxed),
+        runtime.counters.last_commit_ms.load(Ordering::Relaxed),
+    );
     match error {
         Some(reason) => RunEnd::Error(reason),
         None if success => RunEnd::Success,

@@ -12,8 +12,11 @@
 //!
 //! With a broker that answers correctly both checks cost one short fetch.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use flowserver_engine::stats::KafkaHealth;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -32,14 +35,29 @@ pub enum KafkaAdminError {
     Offsets { topic: String, partition: i32, reason: String },
 }
 
-/// Reports client errors once, at the right level: end-of-partition is how
+/// Hands client errors and librdkafka's warnings to the job's
+/// [`KafkaHealth`], which the job logs rate-limited; end-of-partition is how
 /// the probe learns where a log ends, not an error.
-pub struct ProbeContext;
+pub struct ProbeContext {
+    health: Arc<KafkaHealth>,
+}
 
 impl rdkafka::ClientContext for ProbeContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if !is_partition_eof(&error) {
-            tracing::warn!(%error, %reason, "kafka client error");
+            self.health.warn(format!("kafka client error: {error}: {reason}"));
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self.health.warn(format!("librdkafka: {facility}: {message}")),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!("librdkafka: {facility}: {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!("librdkafka: {facility}: {message}"),
         }
     }
 }
@@ -52,8 +70,13 @@ pub struct KafkaProbe {
 }
 
 impl KafkaProbe {
-    /// `properties` are the job's librdkafka settings (security and the like).
-    pub fn new(brokers: &str, properties: &[(String, String)]) -> Result<KafkaProbe, KafkaAdminError> {
+    /// `properties` are the job's librdkafka settings (security and the like);
+    /// the client's warnings go to `health`.
+    pub fn new(
+        brokers: &str,
+        properties: &[(String, String)],
+        health: Arc<KafkaHealth>,
+    ) -> Result<KafkaProbe, KafkaAdminError> {
         let mut config = ClientConfig::new();
         for (key, value) in properties {
             config.set(key, value);
@@ -66,7 +89,7 @@ impl KafkaProbe {
             .set("fetch.wait.max.ms", "10")
             .set("auto.offset.reset", "earliest");
         let consumer: BaseConsumer<ProbeContext> =
-            config.create_with_context(ProbeContext).map_err(|e| KafkaAdminError::Client(e.to_string()))?;
+            config.create_with_context(ProbeContext { health }).map_err(|e| KafkaAdminError::Client(e.to_string()))?;
         Ok(KafkaProbe { consumer, brokers: brokers.to_owned() })
     }
 

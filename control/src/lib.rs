@@ -19,6 +19,7 @@ pub mod greenplum;
 pub mod job;
 pub mod jobspec;
 pub mod kafka_admin;
+pub mod liveness;
 pub mod load_plan;
 pub mod logging;
 pub mod metrics;

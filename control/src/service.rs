@@ -179,12 +179,15 @@ pub fn status_of(view: &JobView) -> pb::JobStatus {
     status.last_commit_at_ms = counters.last_commit_ms.load(Ordering::Relaxed);
     status.last_batch_latency_ms = counters.last_latency_us.load(Ordering::Relaxed) as f64 / 1000.0;
     status.started_at_ms = runtime.started_at_ms;
-    if view.state == JobState::Running {
-        status.rows_per_second = runtime.rows_per_second();
+    status.rows_per_second = runtime.rows_per_second();
+    let running = view.state == JobState::Running;
+    if running {
+        status.waiting = runtime.waiting().unwrap_or_default();
     }
     if status.message.is_empty() {
-        let warning = if view.state == JobState::Running { runtime.warning() } else { None };
-        status.message = runtime.notices.iter().cloned().chain(warning).collect::<Vec<_>>().join("; ");
+        let warning = if running { runtime.warning() } else { None };
+        let waiting = Some(status.waiting.clone()).filter(|w| !w.is_empty());
+        status.message = runtime.notices.iter().cloned().chain(waiting).chain(warning).collect::<Vec<_>>().join("; ");
     }
     let committed = runtime.committed_offsets();
     let mut lag_total = 0i64;

@@ -3,8 +3,9 @@
 //! Each (job, shard) pair has one link: a bounded channel of [`ShardEvent`]s
 //! to the control plane and a bounded channel of [`ControlReply`]s back.
 //! Ordering on a link is the protocol:
-//! - after [`ShardEvent::Assigned`] the shard reads nothing from those
-//!   partitions until the [`ControlReply::StartOffsets`] of the same generation;
+//! - after [`ShardEvent::Assigned`] the shard reads nothing from its
+//!   `starting` partitions until the [`ControlReply::StartOffsets`] of the
+//!   same generation (the other partitions it holds it goes on reading);
 //! - after [`ShardEvent::Sealed`] the shard seals no other batch until the
 //!   [`ControlReply::BatchOutcome`] of that batch (it keeps decoding the next
 //!   one meanwhile);
@@ -14,11 +15,15 @@ use crate::batch::Batch;
 
 #[derive(Debug)]
 pub enum ShardEvent {
-    /// The consumer group gave the shard these partitions (generation counts
-    /// assignments and rewinds on this link).
+    /// The shard holds `partitions` now: the consumer group's assignment, or
+    /// before the group answered, the partitions it reads ahead (generation
+    /// counts assignments and rewinds on this link). It needs start offsets
+    /// for `starting`, a subset: a partition read ahead and then assigned by
+    /// the group goes on from where it is.
     Assigned {
         generation: u64,
         partitions: Vec<i32>,
+        starting: Vec<i32>,
     },
     /// The consumer group took every partition away; the open batch was dropped.
     Revoked {

@@ -13,7 +13,32 @@
 //!   commit checks, so a batch that raced a rebalance can never commit twice.
 //! - On revocation, conflict or an out-of-range offset the open batch is
 //!   dropped, never partly loaded, and reading resumes from stored offsets.
+//!
+//! # Reading ahead of the group join (exactly-once)
+//! A join can take seconds (tansu answers JoinGroup late; Kafka waits
+//! `group.initial.rebalance.delay.ms`). An exactly-once shard does not wait:
+//! it reads its share of the topic on this server (`plan.read_ahead`) from
+//! the database's offsets at once, while librdkafka joins. Another server
+//! reading the same partitions meanwhile is harmless: whichever batch commits
+//! first wins the offsets' compare-and-set, the other gets `Conflict` and
+//! re-reads. When the group's assignment arrives, partitions it keeps go on
+//! without a rewind, partitions it drops stop (the open batch is dropped if it
+//! holds any of them), and new ones start from stored offsets. Kafka commits
+//! wait for the join; then the group gets the offsets the database holds.
+//!
+//! # Broker outages
+//! The shard's Kafka clients record failures in [`KafkaHealth`]; the shard
+//! confirms them (a failure must persist, and librdkafka's reports must be
+//! backed by a failed TCP connection to every bootstrap broker) before it
+//! publishes an [`Outage`], and clears it when a broker answers again. It
+//! then re-reads its start offsets from the database and checks them
+//! against the log, exactly as at start: a broker that lost its data (a
+//! re-created topic) yields the same offset-gap error, or `fallback_offset`.
+//! On librdkafka's fetch path the consumer fetches nothing during the outage
+//! and is replaced by a new one after it (librdkafka 2.12 crashes on a
+//! returning broker's answer for a topic it lost).
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,14 +53,20 @@ use crate::batch::{Batch, MessageMeta, PartitionRange};
 use crate::codec::{Encoded, RowEncoder, fsrow};
 use crate::events::{BatchOutcome, ControlReply, PartitionStart, ShardEvent, StartPosition};
 use crate::gpfdist::{GpfdistServer, ServedBatch};
-use crate::kafka::fetcher::{FetchSink, NativeFetcher};
-use crate::kafka::{QueueEvent, RawMessage, RebalanceNotice, ShardConsumer};
+use crate::kafka::fetcher::{FetchSink, NativeFetcher, any_accepts};
+use crate::kafka::{QueueEvent, RawMessage, RebalanceNotice, ShardConsumer, is_unreachable};
 use crate::plan::{KafkaCommit, ServedRows, ShardJobPlan};
-use crate::stats::{PartitionProgress, ShardJobStats};
+use crate::stats::{Outage, PartitionProgress, ShardJobStats, ShardPhase, now_ms};
 
 /// Messages read between two checks of the control channel and the clock.
 const DRAIN_CHUNK: usize = 4096;
 const STATS_EVERY: Duration = Duration::from_millis(500);
+/// How long failures must go on (several retries) before they are an outage.
+const OUTAGE_CONFIRM_MS: i64 = 1000;
+/// How often, and how patiently, the bootstrap brokers' ports are tried
+/// while librdkafka reports them down.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+const PROBE_LIMIT: Duration = Duration::from_secs(1);
 
 /// The shard's end of a job link.
 pub struct ShardSide {
@@ -66,6 +97,8 @@ struct PartitionState {
     active: bool,
     /// Database offset once every sealed batch commits (-1: none).
     stored: i64,
+    /// Database offset as of the last commit the shard knows of (-1: none).
+    loaded: i64,
     /// Next offset to read, -1 until known.
     next: i64,
     at_eof: bool,
@@ -74,10 +107,23 @@ struct PartitionState {
 }
 
 enum Pending {
-    /// A group assignment waiting for start offsets.
-    Assign,
+    /// This server's share, read before the group assigns anything.
+    ReadAhead,
+    /// A group assignment waiting for start offsets (librdkafka waits for it).
+    Group,
+    /// Partitions the group added to those read ahead.
+    Added,
     /// Held partitions to re-read from stored offsets.
     Rewind,
+}
+
+/// The TCP check behind librdkafka's "brokers down" reports.
+#[derive(Default)]
+struct BrokerProbe {
+    in_flight: Cell<bool>,
+    /// When the last check failed (milliseconds since the epoch; 0: never).
+    failed_at_ms: Cell<i64>,
+    next_at: Cell<Option<Instant>>,
 }
 
 enum Wake {
@@ -103,6 +149,17 @@ struct JobTask {
     generation: u64,
     pending: Option<(u64, Pending)>,
     held: Vec<i32>,
+    /// The consumer group has assigned partitions at least once.
+    joined: bool,
+    /// `held` is this server's read-ahead share, not (yet) the group's assignment.
+    reading_ahead: bool,
+    /// What librdkafka is assigned, when it fetches.
+    librdkafka_assigned: Vec<i32>,
+    /// The outage this shard reports (confirmed), if any.
+    outage: Option<Outage>,
+    probe: Rc<BrokerProbe>,
+    /// `host:port` of the bootstrap brokers, for the probe.
+    bootstrap: Vec<String>,
     spare: Option<Box<Batch>>,
     in_flight: Option<u64>,
     next_seq: u64,
@@ -138,10 +195,19 @@ impl JobTask {
             }
         };
         let length_prefixed = plan.serve.as_ref().is_some_and(|s| s.rows == ServedRows::FsFormatter);
-        let consumer = ShardConsumer::subscribe(&plan.consumer_config, &plan.topic)
+        let health = side.stats.kafka.clone();
+        let consumer = ShardConsumer::subscribe(&plan.consumer_config, &plan.topic, health.clone())
             .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
         let encoder = RowEncoder::new(&plan.decode);
-        let native = plan.native_fetch.clone().map(|fetch| NativeFetcher::start(fetch, &plan.topic));
+        let native = plan.native_fetch.clone().map(|fetch| NativeFetcher::start(fetch, &plan.topic, health));
+        let bootstrap = plan
+            .consumer_config
+            .iter()
+            .filter(|(key, _)| key == "bootstrap.servers")
+            .flat_map(|(_, value)| value.split(','))
+            .map(|broker| broker.trim().rsplit("://").next().unwrap_or_default().to_owned())
+            .filter(|broker| !broker.is_empty())
+            .collect();
         Ok(JobTask {
             plan,
             shard,
@@ -162,6 +228,12 @@ impl JobTask {
             generation: 0,
             pending: None,
             held: Vec::new(),
+            joined: false,
+            reading_ahead: false,
+            librdkafka_assigned: Vec::new(),
+            outage: None,
+            probe: Rc::new(BrokerProbe::default()),
+            bootstrap,
             spare: None,
             in_flight: None,
             next_seq: 1,
@@ -172,6 +244,7 @@ impl JobTask {
     }
 
     async fn run(&mut self) -> Result<(), String> {
+        self.read_ahead().await?;
         loop {
             while let Ok(reply) = self.replies.try_recv() {
                 self.on_reply(reply).await?;
@@ -194,6 +267,7 @@ impl JobTask {
             }
             self.report_drained().await?;
             if Instant::now() >= self.next_stats {
+                self.watch_brokers().await?;
                 self.publish_stats();
             }
 
@@ -291,9 +365,9 @@ impl JobTask {
                 }
                 Err(KafkaError::PartitionEOF(partition)) => self.read.mark_eof(partition),
                 Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset)) => reset_seen = true,
-                Err(error) => {
-                    tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "kafka consumer error");
-                }
+                // The client's error callback has recorded it already.
+                Err(error) if is_unreachable(&error) => {}
+                Err(error) => self.stats.kafka.warn(format!("kafka consumer error: {error}")),
             }
         }
         // The partition queues, in batches.
@@ -329,7 +403,7 @@ impl JobTask {
                     QueueEvent::EndOfPartition(partition) => self.read.mark_eof(partition),
                     QueueEvent::OffsetOutOfRange(_) => reset_seen = true,
                     QueueEvent::Error(partition, error) => {
-                        tracing::warn!(job = %self.plan.job, shard = self.shard, partition, ?error, "kafka fetch error");
+                        self.stats.kafka.warn(format!("kafka fetch error on partition {partition}: {error:?}"));
                     }
                     QueueEvent::Undecodable(partition) => {
                         return Err(format!(
@@ -466,6 +540,11 @@ impl JobTask {
                     BatchOutcome::Committed { buffers } => {
                         match buffers {
                             Some(mut batch) => {
+                                for range in &batch.partitions {
+                                    if let Some(state) = self.read.partition_mut(range.partition) {
+                                        state.loaded = range.next;
+                                    }
+                                }
                                 self.commit_to_kafka(&batch);
                                 self.unserve(&mut batch);
                                 batch.clear();
@@ -494,9 +573,30 @@ impl JobTask {
             KafkaCommit::AfterLoad | KafkaCommit::AfterLoadSecondary => CommitMode::Async,
             KafkaCommit::BeforeLoad | KafkaCommit::Auto => return,
         };
+        // Before the join the group has no member to commit for; the join commits what the database holds.
+        if !self.joined {
+            return;
+        }
         let offsets = batch.partitions.iter().map(|r| (r.partition, r.next));
         if let Err(error) = self.consumer.commit(offsets, mode) {
-            tracing::warn!(job = %self.plan.job, shard = self.shard, %error, "cannot commit offsets to kafka");
+            self.stats.kafka.warn(format!("cannot commit offsets to kafka: {error}"));
+        }
+    }
+
+    /// Commits to the consumer group what the database holds for the held
+    /// partitions (exactly-once), so lag tools see the loaded offsets as soon
+    /// as the shard is a member, even when nothing is loaded after the join.
+    fn commit_loaded(&self) {
+        if self.plan.kafka_commit != KafkaCommit::AfterLoadSecondary || !self.joined {
+            return;
+        }
+        let offsets: Vec<(i32, i64)> = self
+            .held
+            .iter()
+            .filter_map(|&p| self.read.partition(p).filter(|s| s.active && s.loaded >= 0).map(|s| (p, s.loaded)))
+            .collect();
+        if let Err(error) = self.consumer.commit(offsets.into_iter(), CommitMode::Async) {
+            self.stats.kafka.warn(format!("cannot commit offsets to kafka: {error}"));
         }
     }
 
@@ -507,15 +607,59 @@ impl JobTask {
                 StartPosition::GroupCommitted => -1,
             };
             if let Some(state) = self.read.partition_mut(start.partition) {
-                *state = PartitionState { active: true, stored: start.stored, next, at_eof: false, range: None };
+                *state = PartitionState {
+                    active: true,
+                    stored: start.stored,
+                    loaded: start.stored,
+                    next,
+                    at_eof: false,
+                    range: None,
+                };
             }
         }
-        let result = match (&mut self.native, kind) {
-            (Some(native), kind) => {
-                let mut positions = Vec::with_capacity(starts.len());
-                for start in starts {
+        self.apply_positions(starts, matches!(kind, Pending::Group))?;
+        // The database may hold more than the group (another server loaded, a rewind).
+        self.commit_loaded();
+        let fetch = self.fetch_path();
+        match kind {
+            Pending::ReadAhead => tracing::info!(
+                job = %self.plan.job,
+                shard = self.shard,
+                partitions = ?self.held,
+                fetch,
+                "reading partitions ahead of the consumer group join (this server's share)"
+            ),
+            Pending::Group | Pending::Added | Pending::Rewind => {
+                tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, fetch, "reading partitions")
+            }
+        }
+        Ok(())
+    }
+
+    fn fetch_path(&self) -> &'static str {
+        if self.native.is_some() { "native" } else { "librdkafka" }
+    }
+
+    /// Points the fetch path at every active held partition: `starts` where
+    /// given, else where reading is. `completes_rebalance`: this answers the
+    /// group's assignment, which librdkafka waits for.
+    fn apply_positions(&mut self, starts: &[PartitionStart], completes_rebalance: bool) -> Result<(), String> {
+        let mut positions = Vec::with_capacity(self.held.len());
+        for &partition in &self.held {
+            let Some(state) = self.read.partition(partition).filter(|s| s.active) else { continue };
+            let position = match starts.iter().find(|s| s.partition == partition) {
+                Some(start) => start.position,
+                None if state.next >= 0 => StartPosition::Offset(state.next),
+                None => StartPosition::GroupCommitted,
+            };
+            positions.push(PartitionStart { partition, position, stored: state.stored });
+        }
+        let result = match &mut self.native {
+            Some(native) => {
+                let mut offsets = Vec::with_capacity(positions.len());
+                for start in &positions {
                     match start.position {
-                        StartPosition::Offset(offset) => positions.push((start.partition, offset)),
+                        StartPosition::Offset(offset) => offsets.push((start.partition, offset)),
                         StartPosition::GroupCommitted => {
                             return Err(format!(
                                 "partition {}: the native fetch path needs a start offset, not the group's",
@@ -524,22 +668,69 @@ impl JobTask {
                         }
                     }
                 }
-                native.reposition(&positions);
-                match kind {
-                    Pending::Assign => self.consumer.assign_membership_only(),
-                    Pending::Rewind => Ok(()),
+                native.reposition(&offsets);
+                if completes_rebalance { self.consumer.assign_membership_only() } else { Ok(()) }
+            }
+            None => {
+                let assigned: Vec<i32> = positions.iter().map(|p| p.partition).collect();
+                if completes_rebalance || assigned != self.librdkafka_assigned {
+                    self.librdkafka_assigned = assigned;
+                    self.consumer.assign(&positions)
+                } else {
+                    self.consumer.seek(starts)
                 }
             }
-            (None, Pending::Assign) => self.consumer.assign(starts),
-            (None, Pending::Rewind) => self.consumer.seek(starts),
         };
-        result.map_err(|error| format!("cannot position the kafka consumer: {error}"))?;
-        let fetch = if self.native.is_some() { "native" } else { "librdkafka" };
-        tracing::info!(job = %self.plan.job, shard = self.shard, partitions = ?self.held, fetch, "reading partitions");
-        Ok(())
+        result.map_err(|error| format!("cannot position the kafka consumer: {error}"))
+    }
+
+    /// Starts reading this server's share before the group answers (exactly-once).
+    async fn read_ahead(&mut self) -> Result<(), String> {
+        let share = self.plan.read_ahead.get(self.shard).cloned().unwrap_or_default();
+        if share.is_empty() {
+            return Ok(());
+        }
+        self.reading_ahead = true;
+        self.generation += 1;
+        self.held = share.clone();
+        self.pending = Some((self.generation, Pending::ReadAhead));
+        self.send(ShardEvent::Assigned { generation: self.generation, partitions: share.clone(), starting: share })
+            .await
     }
 
     async fn on_rebalance(&mut self, notice: RebalanceNotice) -> Result<(), String> {
+        match notice {
+            RebalanceNotice::Assigned(partitions) if self.reading_ahead => self.adopt_assignment(partitions).await,
+            RebalanceNotice::Assigned(partitions) => self.take_assignment(partitions).await,
+            RebalanceNotice::Revoked if self.reading_ahead => {
+                // The group takes back what it never gave: the read-ahead goes
+                // on. The callback dropped librdkafka's own assignment, though.
+                if self.native.is_none() {
+                    self.librdkafka_assigned.clear();
+                    self.apply_positions(&[], false)?;
+                }
+                Ok(())
+            }
+            RebalanceNotice::Revoked => {
+                self.drop_open_batch();
+                if let Some(native) = &mut self.native {
+                    native.release();
+                }
+                self.generation += 1;
+                for state in &mut self.read.partitions {
+                    state.active = false;
+                }
+                self.consumer.release_partitions();
+                self.librdkafka_assigned.clear();
+                self.held.clear();
+                self.pending = None;
+                self.send(ShardEvent::Revoked { generation: self.generation }).await
+            }
+        }
+    }
+
+    /// A group assignment: drop what is open and start every partition from stored offsets.
+    async fn take_assignment(&mut self, partitions: Vec<i32>) -> Result<(), String> {
         self.drop_open_batch();
         if let Some(native) = &mut self.native {
             native.release();
@@ -548,19 +739,53 @@ impl JobTask {
         for state in &mut self.read.partitions {
             state.active = false;
         }
-        match notice {
-            RebalanceNotice::Assigned(partitions) => {
-                self.held = partitions.clone();
-                self.pending = Some((self.generation, Pending::Assign));
-                self.send(ShardEvent::Assigned { generation: self.generation, partitions }).await
-            }
-            RebalanceNotice::Revoked => {
-                self.consumer.release_partitions();
-                self.held.clear();
-                self.pending = None;
-                self.send(ShardEvent::Revoked { generation: self.generation }).await
+        self.joined = true;
+        self.reading_ahead = false;
+        self.held = partitions.clone();
+        self.pending = Some((self.generation, Pending::Group));
+        self.send(ShardEvent::Assigned {
+            generation: self.generation,
+            partitions: partitions.clone(),
+            starting: partitions,
+        })
+        .await
+    }
+
+    /// The group's first assignment after reading ahead: partitions kept go
+    /// on from where they are, lost ones stop, new ones start from stored
+    /// offsets. If the read-ahead has not started yet, or the open batch
+    /// holds a lost partition, it is an assignment like any other.
+    async fn adopt_assignment(&mut self, partitions: Vec<i32>) -> Result<(), String> {
+        let lost: Vec<i32> = self.held.iter().copied().filter(|p| !partitions.contains(p)).collect();
+        let lost_in_open_batch = self.read.open.partitions.iter().any(|r| lost.contains(&r.partition));
+        if self.pending.is_some() || lost_in_open_batch {
+            return self.take_assignment(partitions).await;
+        }
+        self.joined = true;
+        self.reading_ahead = false;
+        for &partition in &lost {
+            if let Some(state) = self.read.partition_mut(partition) {
+                state.active = false;
             }
         }
+        let starting: Vec<i32> = partitions.iter().copied().filter(|p| !self.held.contains(p)).collect();
+        let kept: Vec<i32> = self.held.iter().copied().filter(|p| partitions.contains(p)).collect();
+        self.held = partitions.clone();
+        tracing::info!(
+            job = %self.plan.job,
+            shard = self.shard,
+            ?kept,
+            ?lost,
+            ?starting,
+            "joined the consumer group; partitions read ahead and kept go on where they are"
+        );
+        self.apply_positions(&[], true)?;
+        self.commit_loaded();
+        self.generation += 1;
+        if !starting.is_empty() {
+            self.pending = Some((self.generation, Pending::Added));
+        }
+        self.send(ShardEvent::Assigned { generation: self.generation, partitions, starting }).await
     }
 
     /// Drops the open batch and asks for the stored offsets of every held partition.
@@ -579,11 +804,147 @@ impl JobTask {
         }
         self.pending = Some((self.generation, Pending::Rewind));
         let partitions = self.held.clone();
-        self.send(ShardEvent::Assigned { generation: self.generation, partitions }).await
+        self.send(ShardEvent::Assigned {
+            generation: self.generation,
+            partitions: partitions.clone(),
+            starting: partitions,
+        })
+        .await
     }
 
     fn drop_open_batch(&mut self) {
         self.read.drop_open_batch();
+    }
+
+    /// Whether the native fetcher is reading (its requests then say whether
+    /// the brokers answer; otherwise librdkafka's reports do).
+    fn native_reading(&self) -> bool {
+        self.native.is_some() && self.held.iter().any(|&p| self.read.partition(p).is_some_and(|s| s.active))
+    }
+
+    /// Publishes a confirmed outage, clears it when the brokers answer again,
+    /// and then re-checks the held partitions' offsets against the log.
+    async fn watch_brokers(&mut self) -> Result<(), String> {
+        let health = self.stats.kafka.clone();
+        let native_reading = self.native_reading();
+        let reported = if native_reading {
+            health.fetch.outage()
+        } else {
+            let outage = health.client.outage();
+            if outage.is_some() || self.outage.is_some() {
+                self.start_probe();
+            }
+            outage
+        };
+        match (&self.outage, reported) {
+            (None, Some(outage)) => {
+                // Failures count once they last (several retries); a
+                // client's report once a TCP check after it failed too.
+                let lasted = now_ms().saturating_sub(outage.since_ms) >= OUTAGE_CONFIRM_MS;
+                let checked = native_reading || self.probe.failed_at_ms.get() >= outage.since_ms;
+                if lasted && checked {
+                    self.stats.set_outage(Some(outage.clone()));
+                    self.outage = Some(outage);
+                    self.stop_librdkafka_fetching()?;
+                }
+            }
+            (Some(current), Some(outage)) => {
+                // Moving from one client's view to the other's keeps the outage's start.
+                let outage = Outage { since_ms: current.since_ms.min(outage.since_ms), reason: outage.reason };
+                if *current != outage {
+                    self.stats.set_outage(Some(outage.clone()));
+                    self.outage = Some(outage);
+                }
+            }
+            // Over only when a broker answered since it began.
+            (Some(current), None)
+                if health.fetch.answered_since(current.since_ms) || health.client.answered_since(current.since_ms) =>
+            {
+                self.outage = None;
+                self.stats.set_outage(None);
+                // The broker may have lost its data meanwhile (tansu keeps
+                // topics in memory; a topic may have been re-created): check
+                // the stored offsets against the log again, as at start.
+                if !self.stopping && self.native.is_none() {
+                    self.renew_consumer().await?;
+                } else if !self.stopping && !self.held.is_empty() && self.pending.is_none() {
+                    tracing::info!(job = %self.plan.job, shard = self.shard, "kafka brokers answer again; re-reading from stored offsets");
+                    self.rewind().await?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// librdkafka 2.12 crashes (SIGSEGV in `rd_kafka_metadata_update_op`)
+    /// when a broker that came back without a topic answers its fetch with
+    /// the topic id it had before (tansu after a restart, the topic created
+    /// again): while the brokers are unreachable, librdkafka fetches nothing.
+    /// The outage's end re-reads the start offsets and assigns again.
+    fn stop_librdkafka_fetching(&mut self) -> Result<(), String> {
+        if self.native.is_some() || self.librdkafka_assigned.is_empty() {
+            return Ok(());
+        }
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        self.pending = None;
+        self.librdkafka_assigned.clear();
+        self.consumer.assign_membership_only().map_err(|error| format!("cannot stop the kafka consumer: {error}"))
+    }
+
+    /// After an outage librdkafka's fetch path gets a new client: the old one
+    /// may hold the id of a topic the broker lost, which librdkafka 2.12
+    /// crashes on (see [`JobTask::stop_librdkafka_fetching`]). The new client
+    /// joins the group afresh; an exactly-once shard reads ahead meanwhile,
+    /// from the stored offsets, checked against the log as at start.
+    async fn renew_consumer(&mut self) -> Result<(), String> {
+        let fresh = ShardConsumer::subscribe(&self.plan.consumer_config, &self.plan.topic, self.stats.kafka.clone())
+            .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
+        std::mem::replace(&mut self.consumer, fresh).close_in_background();
+        self.drop_open_batch();
+        self.generation += 1;
+        for state in &mut self.read.partitions {
+            state.active = false;
+        }
+        self.pending = None;
+        self.held.clear();
+        self.librdkafka_assigned.clear();
+        self.joined = false;
+        self.reading_ahead = false;
+        tracing::info!(
+            job = %self.plan.job,
+            shard = self.shard,
+            "kafka brokers answer again; a new client joins the consumer group, reading from stored offsets"
+        );
+        self.send(ShardEvent::Revoked { generation: self.generation }).await?;
+        self.read_ahead().await
+    }
+
+    /// Tries the bootstrap brokers' ports in the background, at most once a
+    /// [`PROBE_EVERY`]: a success clears librdkafka's report.
+    fn start_probe(&self) {
+        let now = Instant::now();
+        if self.probe.in_flight.get() || self.probe.next_at.get().is_some_and(|at| now < at) {
+            return;
+        }
+        self.probe.in_flight.set(true);
+        self.probe.next_at.set(Some(now + PROBE_EVERY));
+        let probe = self.probe.clone();
+        let health = self.stats.kafka.clone();
+        let addresses = self.bootstrap.clone();
+        glommio::spawn_local(async move {
+            if any_accepts(&addresses, PROBE_LIMIT).await {
+                health.client.answered();
+            } else {
+                probe.failed_at_ms.set(now_ms());
+            }
+            probe.in_flight.set(false);
+        })
+        .detach();
     }
 
     async fn report_drained(&mut self) -> Result<(), String> {
@@ -600,6 +961,19 @@ impl JobTask {
         self.send(ShardEvent::Drained { partitions }).await
     }
 
+    fn phase(&self) -> ShardPhase {
+        if self.held.is_empty() {
+            return if self.joined { ShardPhase::Idle } else { ShardPhase::Joining };
+        }
+        if !self.held.iter().any(|&p| self.read.partition(p).is_some_and(|s| s.active)) {
+            ShardPhase::Starting
+        } else if self.reading_ahead {
+            ShardPhase::ReadingAhead
+        } else {
+            ShardPhase::Reading
+        }
+    }
+
     fn publish_stats(&mut self) {
         self.progress.clear();
         for &partition in &self.held {
@@ -611,6 +985,7 @@ impl JobTask {
             self.progress.push(PartitionProgress { partition, position, end });
         }
         self.stats.set_partitions(&self.progress);
+        self.stats.set_phase(self.phase());
         self.next_stats = Instant::now() + STATS_EVERY;
     }
 

@@ -18,6 +18,11 @@ pub struct ShardJobPlan {
     /// Fetch the partitions natively instead of through librdkafka (which
     /// then only keeps the group membership and commits offsets).
     pub native_fetch: Option<NativeFetchPlan>,
+    /// By shard index: the partitions the shard reads at once, before the
+    /// consumer group assigns any (this server's share; exactly-once jobs
+    /// only, whose offsets' compare-and-set makes an overlap with another
+    /// server harmless). Empty or missing: the shard waits for the group.
+    pub read_ahead: Vec<Vec<i32>>,
     pub decode: DecodePlan,
     /// A batch is sealed this long after its first message arrived...
     pub batch_interval: Duration,

@@ -36,6 +36,7 @@ pub struct JobView<'a> {
     pub last_commit_at_ms: i64,
     pub last_batch_latency_ms: f64,
     pub consistency: &'a str,
+    pub waiting: &'a str,
 }
 
 /// JSON view of a [`PartitionStatus`].
@@ -68,6 +69,7 @@ impl<'a> From<&'a JobStatus> for JobView<'a> {
             last_commit_at_ms: s.last_commit_at_ms,
             last_batch_latency_ms: s.last_batch_latency_ms,
             consistency: &s.consistency,
+            waiting: &s.waiting,
         }
     }
 }
@@ -126,6 +128,12 @@ fn or_dash(text: &str) -> &str {
     if text.is_empty() { "-" } else { text }
 }
 
+/// The state as `list` shows it: `waiting` for a running job that is not
+/// loading (its status says why).
+fn list_state(job: &JobStatus) -> &'static str {
+    if job.state == JobState::Running as i32 && !job.waiting.is_empty() { "waiting" } else { state_word(job.state) }
+}
+
 /// `list`: a table with a header; columns separated by two spaces, numbers
 /// right-aligned, no trailing blanks.
 pub fn list_text(jobs: &[JobStatus]) -> String {
@@ -135,7 +143,7 @@ pub fn list_text(jobs: &[JobStatus]) -> String {
     for job in jobs {
         rows.push([
             job.name.clone(),
-            state_word(job.state).to_string(),
+            list_state(job).to_string(),
             job.rows_loaded.to_string(),
             job.rows_rejected.to_string(),
             known(job.lag),
@@ -188,6 +196,7 @@ pub fn status_text(s: &JobStatus) -> String {
     line("name", &s.name);
     line("state", state_word(s.state));
     line("message", or_dash(&s.message));
+    line("waiting", or_dash(&s.waiting));
     line("source", or_dash(&s.source));
     line("target", or_dash(&s.target));
     line("consistency", or_dash(&s.consistency));
@@ -231,6 +240,11 @@ pub fn monitor_line(now_ms: i64, s: &JobStatus) -> String {
         let lags: Vec<String> = s.partitions.iter().map(|p| format!("{}:{}", p.partition, known(p.lag))).collect();
         line.push_str(" partition_lag=");
         line.push_str(&lags.join(","));
+    }
+    if s.state == JobState::Running as i32 && !s.waiting.is_empty() {
+        line.push_str(" [");
+        line.push_str(&single_line(&s.waiting));
+        line.push(']');
     }
     if s.state == JobState::Error as i32 && !s.message.is_empty() {
         line.push_str(" message=");
@@ -300,6 +314,7 @@ mod tests {
             last_commit_at_ms: 1_767_323_100_250,
             last_batch_latency_ms: 12.34,
             consistency: "exactly-once".into(),
+            waiting: String::new(),
         }
     }
 
@@ -309,6 +324,7 @@ mod tests {
 name: orders
 state: running
 message: -
+waiting: -
 source: kafka://broker:9092/orders
 target: public.orders
 consistency: exactly-once
@@ -341,7 +357,7 @@ partition 1: committed_offset=603 end_offset=- lag=- shard=1
 
     #[test]
     fn status_as_json() {
-        let expected = r#"{"name":"orders","state":"running","message":"","source":"kafka://broker:9092/orders","target":"public.orders","rows_loaded":1200,"rows_rejected":3,"messages_read":1203,"bytes_read":45678,"batches_committed":12,"rows_per_second":150.5,"lag":42,"partitions":[{"partition":0,"committed_offset":600,"end_offset":620,"lag":20,"shard":0},{"partition":1,"committed_offset":603,"end_offset":-1,"lag":-1,"shard":1}],"started_at_ms":1767323045000,"last_commit_at_ms":1767323100250,"last_batch_latency_ms":12.34,"consistency":"exactly-once"}"#;
+        let expected = r#"{"name":"orders","state":"running","message":"","source":"kafka://broker:9092/orders","target":"public.orders","rows_loaded":1200,"rows_rejected":3,"messages_read":1203,"bytes_read":45678,"batches_committed":12,"rows_per_second":150.5,"lag":42,"partitions":[{"partition":0,"committed_offset":600,"end_offset":620,"lag":20,"shard":0},{"partition":1,"committed_offset":603,"end_offset":-1,"lag":-1,"shard":1}],"started_at_ms":1767323045000,"last_commit_at_ms":1767323100250,"last_batch_latency_ms":12.34,"consistency":"exactly-once","waiting":""}"#;
         assert_eq!(status_json_line(&sample()), expected);
         // The pretty form is the same document.
         let pretty: serde_json::Value = serde_json::from_str(&status_json(&sample())).unwrap();
@@ -375,6 +391,8 @@ clicks_eu  stopped     5    1234    -  rabbitmq://mq/clicks        web.clicks
 ";
         assert_eq!(list_text(&[sample(), other]), expected);
         assert_eq!(list_text(&[]), "NAME  STATE  ROWS  ERRORS  LAG  SOURCE  TARGET\n");
+        let waiting = JobStatus { waiting: "waiting: joining consumer group flowserver.orders".into(), ..sample() };
+        assert!(list_text(&[waiting]).contains("\norders  waiting  1200"));
     }
 
     #[test]
@@ -403,6 +421,17 @@ clicks_eu  stopped     5    1234    -  rabbitmq://mq/clicks        web.clicks
             lag: -1,
             ..JobStatus::default()
         };
+        let joining = JobStatus {
+            rows_loaded: 0,
+            partitions: Vec::new(),
+            waiting: "waiting: joining consumer group flowserver.orders".into(),
+            ..sample()
+        };
+        assert_eq!(
+            monitor_line(now, &joining),
+            "2026-01-02T03:05:06.007Z running rows=0 rows/s=150.5 lag=42 batches=12 errors=3 \
+             [waiting: joining consumer group flowserver.orders]"
+        );
         assert_eq!(
             monitor_line(now, &failed),
             "2026-01-02T03:05:06.007Z error rows=0 rows/s=0.0 lag=- batches=0 errors=0 message=relation \"t\" does not exist; HINT: create it"

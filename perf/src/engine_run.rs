@@ -148,6 +148,8 @@ fn plan(topic: &str, group: &str, max_count: u64, serve: bool, fetch: Fetch) -> 
             request_max_bytes: 16 << 20,
             partition_max_bytes: 8 << 20,
         }),
+        // Wait for the group: the measurement starts once every shard holds partitions.
+        read_ahead: Vec::new(),
         decode: bench_decode_plan(),
         batch_interval: Duration::from_millis(1000),
         batch_max_messages: Some(max_count),
@@ -238,8 +240,8 @@ fn run_once(args: &Args, topic: &str, shards: usize, run: usize) -> anyhow::Resu
     while stopped < shards {
         let (shard, event) = events_rx.recv_timeout(Duration::from_secs(300)).context("no shard event in 300 s")?;
         match event {
-            ShardEvent::Assigned { generation, partitions } => {
-                pending[shard] = Some((generation, partitions));
+            ShardEvent::Assigned { generation, starting, .. } => {
+                pending[shard] = Some((generation, starting));
                 let holders = pending.iter().filter(|p| p.as_ref().is_some_and(|(_, parts)| !parts.is_empty())).count();
                 if holders >= holders_needed {
                     if cpu_before.is_none() {

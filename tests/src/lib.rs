@@ -4,7 +4,10 @@
 //!
 //! - `FLOW_PG_URL` (default `postgres://postgres@127.0.0.1:5432/test`)
 //! - `FLOW_KAFKA_BROKERS` (default `127.0.0.1:9092`); when nothing answers,
-//!   `scripts/kafka-up` installs and starts tansu.
+//!   `scripts/kafka-up` installs and starts tansu. That broker is shared by
+//!   every test and never stopped: a test that stops a broker runs its own
+//!   ([`PrivateBroker`]; `FLOW_TANSU` names the binary, else
+//!   `scripts/tansu-install` finds or installs it).
 //!
 //! The binaries are the ones `cargo build` put next to the test executable
 //! (`scripts/test` builds them first).
@@ -127,8 +130,13 @@ pub fn query_strings(query: &str) -> Vec<String> {
 
 pub fn create_topic(topic: &str, partitions: i32) {
     ensure_kafka();
+    create_topic_on(&kafka_brokers(), topic, partitions);
+}
+
+/// [`create_topic`] on the brokers `brokers`.
+pub fn create_topic_on(brokers: &str, topic: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", kafka_brokers()).create().expect("admin client");
+        ClientConfig::new().set("bootstrap.servers", brokers).create().expect("admin client");
     let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = futures_executor::block_on(admin.create_topics(&[new_topic], &options)).expect("create topic");
@@ -139,8 +147,13 @@ pub fn create_topic(topic: &str, partitions: i32) {
 
 pub fn producer() -> BaseProducer {
     ensure_kafka();
+    producer_on(&kafka_brokers())
+}
+
+/// A producer for the brokers `brokers`.
+pub fn producer_on(brokers: &str) -> BaseProducer {
     ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
+        .set("bootstrap.servers", brokers)
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create()
@@ -469,15 +482,93 @@ pub fn script(name: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// A tansu broker of one test's own, on a free port, that the test may kill
+/// and start again (memory storage: a restart loses every topic, group and
+/// committed offset, as a broker whose disk was wiped would).
+pub struct PrivateBroker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateBroker {
+    pub fn start() -> PrivateBroker {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut broker = PrivateBroker { port: free_port(), dir, child: None };
+        broker.spawn();
+        broker
+    }
+
+    /// `127.0.0.1:<port>`, for `bootstrap.servers` and job files.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let url = format!("tcp://{}", self.address());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("tansu.log"))
+            .expect("broker log");
+        let child = Command::new(tansu_binary())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(log.try_clone().expect("broker log"))
+            .stderr(log)
+            .spawn()
+            .expect("start tansu");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !answers(&self.address()) {
+            assert!(Instant::now() < deadline, "tansu did not listen on {} in time", self.address());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the broker is gone at once, with everything it held.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the broker again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The tansu binary: `FLOW_TANSU`, else what `scripts/tansu-install` finds or installs.
+pub fn tansu_binary() -> PathBuf {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let path = script("tansu-install", &[]).expect("scripts/tansu-install");
+            PathBuf::from(path.trim())
+        })
+        .clone()
+}
+
 /// Offsets the consumer group `group` committed for `topic` (-1 where none).
 pub fn group_committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    group_committed_on(&kafka_brokers(), group, topic, partitions)
+}
+
+/// [`group_committed`] on the brokers `brokers`.
+pub fn group_committed_on(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka_brokers())
-        .set("group.id", group)
-        .create()
-        .expect("consumer");
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for partition in 0..partitions {
         tpl.add_partition(topic, partition);

@@ -25,16 +25,18 @@ fn send_ids(producer: &BaseProducer, topic: &str, partitions: i32, ids: std::ops
     produce_with(producer, topic, partitions, id_messages(ids));
 }
 
-/// The `fetch` field of the job's "reading partitions" log lines.
+/// The `fetch` fields of the job's "reading partitions" log lines, each once.
 fn fetch_paths(server: &Server, job: &str) -> Vec<String> {
     let log = server.job_log(job);
-    let paths: Vec<String> = log
+    let mut paths: Vec<String> = log
         .lines()
         .filter(|line| line.contains("reading partitions"))
         .filter_map(|line| line.split("fetch").nth(1))
         .filter_map(|rest| rest.split('"').nth(1).map(str::to_owned))
         .collect();
     assert!(!paths.is_empty(), "no \"reading partitions\" line in the log of {job}:\n{log}");
+    paths.sort();
+    paths.dedup();
     paths
 }
 

@@ -12,6 +12,15 @@
 //! Group assignments are not applied in the rebalance callback: the callback
 //! records them and the shard assigns later, with the start offsets the
 //! control plane read from the database (librdkafka waits for that `assign`).
+//! Before the group's first assignment an exactly-once shard may `assign`
+//! the partitions it reads ahead (librdkafka accepts an assignment of the
+//! application's own while the join runs); the group's assignment replaces it.
+//!
+//! Errors and librdkafka's own warnings are not logged here: they go to the
+//! shard's [`KafkaHealth`] (a connection failure also marks the client's
+//! brokers unreachable there), which the control plane logs rate-limited per
+//! job. An assignment or a successful commit is an answer from the brokers (a
+//! revocation is not: librdkafka revokes by itself when its session times out).
 //!
 //! Messages are taken from per-partition queues in batches
 //! (`rd_kafka_consume_batch_queue`) rather than one `poll` per message: after
@@ -30,13 +39,16 @@ use std::task::Poll;
 use std::time::Duration;
 
 use atomic_waker::AtomicWaker;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use crate::events::{PartitionStart, StartPosition};
+use crate::stats::KafkaHealth;
 
 /// A change of the consumer group's assignment, noticed in the rebalance callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,13 +74,38 @@ pub struct ShardContext {
     topic: String,
     notices: Mutex<VecDeque<RebalanceNotice>>,
     readiness: Arc<Readiness>,
+    health: Arc<KafkaHealth>,
+    /// `bootstrap.servers`, for reasons that name no broker.
+    bootstrap: String,
 }
 
 impl ClientContext for ShardContext {
     fn error(&self, error: KafkaError, reason: &str) {
         // End-of-partition arrives with each partition's EOF event as well; it is not a failure.
-        if !is_partition_eof(&error) {
-            tracing::warn!(topic = %self.topic, %error, %reason, "kafka client error");
+        if is_partition_eof(&error) {
+            return;
+        }
+        if is_unreachable(&error) {
+            if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AllBrokersDown) {
+                self.health.client.failed(&format!("no broker of {} answers ({reason})", self.bootstrap));
+            } else {
+                self.health.client.failed(reason);
+            }
+        }
+        self.health.warn(format!("kafka client error on topic {:?}: {error}: {reason}", self.topic));
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error
+            | RDKafkaLogLevel::Warning => self.health.warn(format!("librdkafka: {facility}: {message}")),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(topic = %self.topic, "librdkafka: {facility}: {message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(topic = %self.topic, "librdkafka: {facility}: {message}"),
         }
     }
 }
@@ -80,15 +117,17 @@ impl ConsumerContext for ShardContext {
                 let mut partitions: Vec<i32> =
                     tpl.elements().iter().filter(|e| e.topic() == self.topic).map(|e| e.partition()).collect();
                 partitions.sort_unstable();
+                // Only the group coordinator assigns.
+                self.health.client.answered();
                 RebalanceNotice::Assigned(partitions)
             }
             _ => {
                 if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                    tracing::warn!(topic = %self.topic, error = ?err, "consumer group rebalance failed");
+                    self.health.warn(format!("consumer group rebalance failed on topic {:?}: {err:?}", self.topic));
                 }
                 // The eager protocol requires the revocation to happen inside the callback.
                 if let Err(error) = consumer.unassign() {
-                    tracing::warn!(topic = %self.topic, %error, "unassign failed");
+                    self.health.warn(format!("unassign failed on topic {:?}: {error}", self.topic));
                 }
                 RebalanceNotice::Revoked
             }
@@ -100,8 +139,9 @@ impl ConsumerContext for ShardContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            tracing::debug!(topic = %self.topic, %error, "kafka offset commit failed");
+        match result {
+            Ok(()) => self.health.client.answered(),
+            Err(error) => tracing::debug!(topic = %self.topic, %error, "kafka offset commit failed"),
         }
         self.readiness.notify();
     }
@@ -132,6 +172,9 @@ pub enum QueueEvent {
 struct PartitionQueues {
     queues: Vec<(i32, std::ptr::NonNull<rdkafka::bindings::rd_kafka_queue_t>)>,
     batch: Vec<*mut rdkafka::bindings::rd_kafka_message_t>,
+    /// The queue a drain starts with, rotating so that a deep queue cannot
+    /// starve the others when each drain fills the batch.
+    first: usize,
 }
 
 /// Messages taken from one queue per call.
@@ -180,8 +223,9 @@ pub struct ShardConsumer {
 }
 
 impl ShardConsumer {
-    /// Creates the consumer and subscribes to `topic` in the group named by `config`.
-    pub fn subscribe(config: &[(String, String)], topic: &str) -> KafkaResult<ShardConsumer> {
+    /// Creates the consumer and subscribes to `topic` in the group named by
+    /// `config`; its errors and warnings go to `health`.
+    pub fn subscribe(config: &[(String, String)], topic: &str, health: Arc<KafkaHealth>) -> KafkaResult<ShardConsumer> {
         let mut client_config = ClientConfig::new();
         for (key, value) in config {
             client_config.set(key, value);
@@ -191,6 +235,12 @@ impl ShardConsumer {
             topic: topic.to_owned(),
             notices: Mutex::new(VecDeque::new()),
             readiness: readiness.clone(),
+            health,
+            bootstrap: config
+                .iter()
+                .find(|(key, _)| key == "bootstrap.servers")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
         };
         let mut consumer: BaseConsumer<ShardContext> = client_config.create_with_context(context)?;
         let callback_readiness = readiness.clone();
@@ -198,7 +248,7 @@ impl ShardConsumer {
         consumer.subscribe(&[topic])?;
         let topic_c = CString::new(topic).map_err(|_| KafkaError::Subscription(topic.to_owned()))?;
         Ok(ShardConsumer {
-            partitions: PartitionQueues { queues: Vec::new(), batch: Vec::with_capacity(QUEUE_BATCH) },
+            partitions: PartitionQueues { queues: Vec::new(), batch: Vec::with_capacity(QUEUE_BATCH), first: 0 },
             consumer,
             readiness,
             topic: topic.to_owned(),
@@ -232,7 +282,8 @@ impl ShardConsumer {
         }
     }
 
-    /// Applies a group assignment with the given start positions, and takes
+    /// Applies an assignment (the group's, or before the group's first one,
+    /// the partitions read ahead) with the given start positions, and takes
     /// each partition's fetch queue apart from the consumer queue.
     pub fn assign(&mut self, starts: &[PartitionStart]) -> KafkaResult<()> {
         let mut tpl = TopicPartitionList::new();
@@ -296,10 +347,12 @@ impl ShardConsumer {
         mut on_message: impl FnMut(RawMessage<'_>),
         mut on_event: impl FnMut(QueueEvent),
     ) -> (usize, bool) {
-        let PartitionQueues { queues, batch } = &mut self.partitions;
+        let PartitionQueues { queues, batch, first } = &mut self.partitions;
         let mut taken = 0usize;
         let mut more = false;
-        for (partition, queue) in queues.iter() {
+        let count = queues.len();
+        *first = if count == 0 { 0 } else { (*first + 1) % count };
+        for (partition, queue) in queues.iter().cycle().skip(*first).take(count) {
             if taken >= limit {
                 more = true;
                 break;
@@ -434,6 +487,21 @@ fn offset_of(position: StartPosition) -> Offset {
         StartPosition::Offset(offset) => Offset::Offset(offset),
         StartPosition::GroupCommitted => Offset::Stored,
     }
+}
+
+/// Whether a librdkafka error says the brokers could not be reached (rather
+/// than a broker refusing a request).
+pub fn is_unreachable(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException
+                | RDKafkaErrorCode::BrokerNotAvailable
+        )
+    )
 }
 
 /// End-of-partition reaches the client error callback as a partition event

@@ -23,6 +23,15 @@
 //! - Delivery skips records below the job task's position (a batch fetched
 //!   from its middle, or a response resumed after the open batch filled).
 //!
+//! # Broker health
+//! Every request's outcome goes to the shard's [`KafkaHealth`]: a failed
+//! connection or exchange marks the fetch path's brokers unreachable (since
+//! the first failure in a row), any answer marks them reachable; warnings are
+//! tallied there for the control plane to log, rate-limited. A new position
+//! set starts with a clean record. A leader must start answering within the
+//! fetch's wait plus [`HEADER_GRACE`], so a silent broker is noticed in
+//! seconds.
+//!
 //! # Scheduling
 //! The leader tasks run only when the job task yields: a job task that loops
 //! without awaiting anything pending holds every response (it once did, on a
@@ -31,6 +40,7 @@
 use std::cell::{Cell, RefCell};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
@@ -43,6 +53,7 @@ use super::wire::{
     self, AbortedFilter, ERROR_NONE, ERROR_OFFSET_OUT_OF_RANGE, FetchPartition, FetchRequest, FetchedPartition,
     Isolation, RecordBatches,
 };
+use crate::stats::KafkaHealth;
 
 /// How a shard fetches natively; built and validated by the control plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +95,7 @@ struct Position {
 struct Shared {
     plan: NativeFetchPlan,
     topic: String,
+    health: Arc<KafkaHealth>,
     generation: Cell<u64>,
     positions: RefCell<Vec<Position>>,
     /// Leader node by partition, from the last metadata.
@@ -146,16 +158,21 @@ pub struct NativeFetcher {
 }
 
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
-/// On top of the fetch's own wait, before a silent leader's connection is given up.
-const RESPONSE_GRACE: Duration = Duration::from_secs(30);
+/// On top of the fetch's own wait, before a leader that has not started its
+/// answer is taken for unreachable (its connection is given up).
+const HEADER_GRACE: Duration = Duration::from_secs(8);
+/// How long a response's body may take once it has started: a large
+/// response on a slow network takes a while.
+const BODY_LIMIT: Duration = Duration::from_secs(30);
 
 impl NativeFetcher {
     /// Starts the fetcher's tasks on the current shard; it fetches nothing
-    /// until [`NativeFetcher::reposition`].
-    pub fn start(plan: NativeFetchPlan, topic: &str) -> NativeFetcher {
+    /// until [`NativeFetcher::reposition`]. Request outcomes go to `health`.
+    pub fn start(plan: NativeFetchPlan, topic: &str, health: Arc<KafkaHealth>) -> NativeFetcher {
         let shared = Rc::new(Shared {
             plan,
             topic: topic.to_owned(),
+            health,
             generation: Cell::new(0),
             positions: RefCell::new(Vec::new()),
             leaders: RefCell::new(Vec::new()),
@@ -191,6 +208,8 @@ impl NativeFetcher {
         if starts.iter().any(|&(p, _)| shared.leader_of(p).is_none()) {
             shared.metadata_stale.set(true);
         }
+        // Failures of the previous positions say nothing about the new ones.
+        shared.health.fetch.forget();
         shared.notify();
     }
 
@@ -265,7 +284,7 @@ impl NativeFetcher {
             .and_then(|body| wire::parse_fetch_response(body, topic, &mut partitions));
         if let Err(error) = parsed {
             // The fetch task checked this frame already; nothing to deliver.
-            tracing::warn!(%topic, %error, "kafka fetch response dropped");
+            self.shared.health.warn(format!("kafka fetch response for topic {topic:?} dropped: {error}"));
             return true;
         }
         let mut delivered = 0usize;
@@ -411,6 +430,7 @@ async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
         }
         match refresh_metadata(&shared).await {
             Ok(()) => {
+                shared.health.fetch.answered();
                 failures = 0;
                 shared.metadata_stale.set(false);
                 let leaders: Vec<i32> = shared.leaders.borrow().iter().map(|&(_, l)| l).filter(|&l| l >= 0).collect();
@@ -427,11 +447,19 @@ async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
                     shared.metadata_stale.set(true);
                 }
             }
-            Err(error) => {
+            Err(failure) => {
                 failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(topic = %shared.topic, %error, failures, "kafka metadata request failed");
+                match &failure {
+                    MetadataFailure::Unreachable(reason) => shared.health.fetch.failed(reason),
+                    MetadataFailure::Refused(_) => shared.health.fetch.answered(),
                 }
+                let reason = match failure {
+                    MetadataFailure::Unreachable(reason) | MetadataFailure::Refused(reason) => reason,
+                };
+                shared.health.warn(format!(
+                    "kafka metadata request for topic {:?} failed ({failures} in a row): {reason}",
+                    shared.topic
+                ));
                 glommio::timer::sleep(RETRY_BACKOFF).await;
             }
         }
@@ -441,11 +469,20 @@ async fn supervise(shared: Rc<Shared>, responses: Sender<Fetched>) {
     }
 }
 
-async fn refresh_metadata(shared: &Shared) -> Result<(), String> {
+/// Why a metadata refresh failed.
+enum MetadataFailure {
+    /// No broker answered.
+    Unreachable(String),
+    /// A broker answered, with an error for the topic.
+    Refused(String),
+}
+
+async fn refresh_metadata(shared: &Shared) -> Result<(), MetadataFailure> {
     // A known broker first, then the bootstrap list.
     let mut addresses: Vec<String> = shared.brokers.borrow().iter().map(|(_, a)| a.clone()).collect();
     addresses.extend(shared.plan.bootstrap.iter().cloned());
     let mut last_error = String::from("no bootstrap brokers");
+    let mut refused = false;
     for address in addresses {
         let result = async {
             let mut stream = connect(&address).await?;
@@ -453,9 +490,11 @@ async fn refresh_metadata(shared: &Shared) -> Result<(), String> {
             let mut request = Vec::new();
             wire::encode_metadata_request(&mut request, correlation_id, &shared.plan.client_id, &shared.topic);
             let mut frame = Vec::new();
-            exchange(&mut stream, &request, &mut frame, RESPONSE_GRACE, MAX_METADATA_FRAME).await?;
-            let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
-            wire::parse_metadata_response(body, &shared.topic).map_err(|e| e.to_string())
+            exchange(&mut stream, &request, &mut frame, HEADER_GRACE, MAX_METADATA_FRAME)
+                .await
+                .map_err(|e| format!("{address}: {e}"))?;
+            let body = wire::response_body(&frame, correlation_id).map_err(|e| format!("{address}: {e}"))?;
+            wire::parse_metadata_response(body, &shared.topic).map_err(|e| format!("{address}: {e}"))
         }
         .await;
         match result {
@@ -469,11 +508,14 @@ async fn refresh_metadata(shared: &Shared) -> Result<(), String> {
                     .collect();
                 return Ok(());
             }
-            Ok(metadata) => last_error = format!("{address}: topic error code {}", metadata.topic_error),
-            Err(error) => last_error = format!("{address}: {error}"),
+            Ok(metadata) => {
+                refused = true;
+                last_error = format!("{address}: topic error code {}", metadata.topic_error);
+            }
+            Err(error) => last_error = error,
         }
     }
-    Err(last_error)
+    Err(if refused { MetadataFailure::Refused(last_error) } else { MetadataFailure::Unreachable(last_error) })
 }
 
 /// Fetches the partitions `leader` leads, one request at a time, until closed.
@@ -518,6 +560,7 @@ async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>)
         let result = fetch_once(&shared, leader, &mut stream, &mut request, &wanted).await;
         match result {
             Ok(fetched) => {
+                shared.health.fetch.answered();
                 failures = 0;
                 let outcome = advance(&shared, generation, &fetched, &wanted);
                 if generation == shared.generation.get() {
@@ -540,9 +583,12 @@ async fn fetch_from(shared: Rc<Shared>, leader: i32, responses: Sender<Fetched>)
                 stream = None;
                 release(&shared, generation, &wanted);
                 failures += 1;
-                if failures == 1 || failures.is_power_of_two() {
-                    tracing::warn!(topic = %shared.topic, leader, %error, failures, "kafka fetch failed; refreshing metadata");
-                }
+                shared.health.fetch.failed(&error);
+                shared.health.warn(format!(
+                    "kafka fetch from broker {leader} for topic {:?} failed ({failures} in a row): {error}; \
+                     refreshing metadata",
+                    shared.topic
+                ));
                 shared.stale();
                 glommio::timer::sleep(RETRY_BACKOFF).await;
             }
@@ -557,14 +603,14 @@ async fn fetch_once(
     request: &mut Vec<u8>,
     wanted: &[FetchPartition],
 ) -> Result<Fetched, String> {
+    let address = shared
+        .brokers
+        .borrow()
+        .iter()
+        .find(|(node, _)| *node == leader)
+        .map(|(_, a)| a.clone())
+        .ok_or_else(|| format!("broker {leader} is not in the metadata"))?;
     if stream.is_none() {
-        let address = shared
-            .brokers
-            .borrow()
-            .iter()
-            .find(|(node, _)| *node == leader)
-            .map(|(_, a)| a.clone())
-            .ok_or_else(|| format!("broker {leader} is not in the metadata"))?;
         *stream = Some(connect(&address).await?);
     }
     let Some(connection) = stream.as_mut() else { return Err("no connection".into()) };
@@ -585,7 +631,9 @@ async fn fetch_once(
         },
     );
     let mut frame = shared.spare_frames.borrow_mut().pop().unwrap_or_default();
-    exchange(connection, request, &mut frame, plan.max_wait + RESPONSE_GRACE, MAX_FETCH_FRAME).await?;
+    exchange(connection, request, &mut frame, plan.max_wait + HEADER_GRACE, MAX_FETCH_FRAME)
+        .await
+        .map_err(|e| format!("{address}: {e}"))?;
     // Check the frame here, where a bad one can be retried, not where it is delivered.
     let body = wire::response_body(&frame, correlation_id).map_err(|e| e.to_string())?;
     let mut partitions = Vec::new();
@@ -692,35 +740,60 @@ const MAX_METADATA_FRAME: usize = 16 << 20;
 /// non-Kafka peer's first bytes claim (`HTTP` reads as 1.2 GB).
 const MAX_FETCH_FRAME: usize = 512 << 20;
 
-/// Sends a request frame and reads the response frame into `frame`; a
+/// Sends a request frame and reads the response frame into `frame`: its
+/// size must arrive within `header_limit`, the rest within [`BODY_LIMIT`]; a
 /// response claiming more than `max_frame` bytes is refused before it is allocated.
 async fn exchange(
     stream: &mut TcpStream,
     request: &[u8],
     frame: &mut Vec<u8>,
-    limit: Duration,
+    header_limit: Duration,
     max_frame: usize,
 ) -> Result<(), String> {
-    let io = async {
+    let head = async {
         stream.write_all(request).await?;
         let mut prefix = [0u8; 4];
         stream.read_exact(&mut prefix).await?;
-        let size = wire::frame_size(prefix).map_err(std::io::Error::other)?;
-        if size > max_frame {
-            return Err(std::io::Error::other(format!(
-                "kafka response of {size} bytes exceeds the {max_frame} bytes a response may have (not a kafka broker?)"
-            )));
-        }
-        frame.clear();
-        frame.resize(size, 0);
-        stream.read_exact(frame).await?;
-        Ok::<(), std::io::Error>(())
+        Ok::<[u8; 4], std::io::Error>(prefix)
     };
+    let prefix = within(head, header_limit, "no response").await?;
+    let size = wire::frame_size(prefix).map_err(|e| e.to_string())?;
+    if size > max_frame {
+        return Err(format!(
+            "kafka response of {size} bytes exceeds the {max_frame} bytes a response may have (not a kafka broker?)"
+        ));
+    }
+    frame.clear();
+    frame.resize(size, 0);
+    within(stream.read_exact(frame), BODY_LIMIT, "the response stalled").await
+}
+
+async fn within<T>(
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+    limit: Duration,
+    what: &str,
+) -> Result<T, String> {
     let timeout = async {
         glommio::timer::sleep(limit).await;
-        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no response"))
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, what.to_owned()))
     };
     io.or(timeout).await.map_err(|e| e.to_string())
+}
+
+/// Whether any of `addresses` (`host:port`) accepts a TCP connection within
+/// `limit`: the check of a client's "all brokers down" before it counts.
+pub async fn any_accepts(addresses: &[String], limit: Duration) -> bool {
+    for address in addresses {
+        let attempt = async { connect(address).await.is_ok() };
+        let timeout = async {
+            glommio::timer::sleep(limit).await;
+            false
+        };
+        if attempt.or(timeout).await {
+            return true;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
