@@ -712,14 +712,7 @@ impl JobTask {
                 Ok(())
             }
             RebalanceNotice::Revoked => {
-                self.drop_open_batch();
-                if let Some(native) = &mut self.native {
-                    native.release();
-                }
-                self.generation += 1;
-                for state in &mut self.read.partitions {
-                    state.active = false;
-                }
+                self.stop_reading();
                 self.consumer.release_partitions();
                 self.librdkafka_assigned.clear();
                 self.held.clear();
@@ -731,14 +724,7 @@ impl JobTask {
 
     /// A group assignment: drop what is open and start every partition from stored offsets.
     async fn take_assignment(&mut self, partitions: Vec<i32>) -> Result<(), String> {
-        self.drop_open_batch();
-        if let Some(native) = &mut self.native {
-            native.release();
-        }
-        self.generation += 1;
-        for state in &mut self.read.partitions {
-            state.active = false;
-        }
+        self.stop_reading();
         self.joined = true;
         self.reading_ahead = false;
         self.held = partitions.clone();
@@ -788,8 +774,10 @@ impl JobTask {
         self.send(ShardEvent::Assigned { generation: self.generation, partitions, starting }).await
     }
 
-    /// Drops the open batch and asks for the stored offsets of every held partition.
-    async fn rewind(&mut self) -> Result<(), String> {
+    /// Drops the open batch, stops the native fetcher and deactivates every
+    /// partition under a new generation, so no answer or message of the
+    /// previous positions is taken for the next ones.
+    fn stop_reading(&mut self) {
         self.drop_open_batch();
         if let Some(native) = &mut self.native {
             native.release();
@@ -798,6 +786,11 @@ impl JobTask {
         for state in &mut self.read.partitions {
             state.active = false;
         }
+    }
+
+    /// Drops the open batch and asks for the stored offsets of every held partition.
+    async fn rewind(&mut self) -> Result<(), String> {
+        self.stop_reading();
         if self.held.is_empty() || self.stopping {
             self.pending = None;
             return Ok(());
@@ -886,11 +879,7 @@ impl JobTask {
         if self.native.is_some() || self.librdkafka_assigned.is_empty() {
             return Ok(());
         }
-        self.drop_open_batch();
-        self.generation += 1;
-        for state in &mut self.read.partitions {
-            state.active = false;
-        }
+        self.stop_reading();
         self.pending = None;
         self.librdkafka_assigned.clear();
         self.consumer.assign_membership_only().map_err(|error| format!("cannot stop the kafka consumer: {error}"))
@@ -905,11 +894,7 @@ impl JobTask {
         let fresh = ShardConsumer::subscribe(&self.plan.consumer_config, &self.plan.topic, self.stats.kafka.clone())
             .map_err(|error| format!("cannot create the kafka consumer: {error}"))?;
         std::mem::replace(&mut self.consumer, fresh).close_in_background();
-        self.drop_open_batch();
-        self.generation += 1;
-        for state in &mut self.read.partitions {
-            state.active = false;
-        }
+        self.stop_reading();
         self.pending = None;
         self.held.clear();
         self.librdkafka_assigned.clear();
