@@ -692,7 +692,7 @@ impl JobTask {
         }
         self.reading_ahead = true;
         self.generation += 1;
-        self.held = share.clone();
+        self.hold(share.clone());
         self.pending = Some((self.generation, Pending::ReadAhead));
         self.send(ShardEvent::Assigned { generation: self.generation, partitions: share.clone(), starting: share })
             .await
@@ -727,7 +727,7 @@ impl JobTask {
         self.stop_reading();
         self.joined = true;
         self.reading_ahead = false;
-        self.held = partitions.clone();
+        self.hold(partitions.clone());
         self.pending = Some((self.generation, Pending::Group));
         self.send(ShardEvent::Assigned {
             generation: self.generation,
@@ -756,7 +756,7 @@ impl JobTask {
         }
         let starting: Vec<i32> = partitions.iter().copied().filter(|p| !self.held.contains(p)).collect();
         let kept: Vec<i32> = self.held.iter().copied().filter(|p| partitions.contains(p)).collect();
-        self.held = partitions.clone();
+        self.hold(partitions.clone());
         tracing::info!(
             job = %self.plan.job,
             shard = self.shard,
@@ -774,10 +774,21 @@ impl JobTask {
         self.send(ShardEvent::Assigned { generation: self.generation, partitions, starting }).await
     }
 
+    /// The partitions the shard now holds. The control plane forgets what it
+    /// heard drained for the shard's earlier set, so the new set's end must be
+    /// reported again (`--stop-at-eof`), even where nothing new is read.
+    fn hold(&mut self, partitions: Vec<i32>) {
+        self.held = partitions;
+        self.read.drained_reported = false;
+    }
+
     /// Drops the open batch, stops the native fetcher and deactivates every
     /// partition under a new generation, so no answer or message of the
-    /// previous positions is taken for the next ones.
+    /// previous positions is taken for the next ones. The positions that
+    /// follow are announced to the control plane (`Assigned`), which then
+    /// forgets the shard's drained report: its end is reported again.
     fn stop_reading(&mut self) {
+        self.read.drained_reported = false;
         self.drop_open_batch();
         if let Some(native) = &mut self.native {
             native.release();

@@ -118,3 +118,50 @@ fn pushed_down_and_sql_mappings_load_identical_rows() {
     server.ok(&["stop", &by_sql]);
     assert_eq!(server.state(&pushed), "stopped");
 }
+
+/// Two shards read their shares ahead of the group join; one drains its
+/// share at once, the other is still loading when the join moves partitions
+/// between them. `--stop-at-eof` must see every partition of the new split at
+/// its end (a shard that had reported its old share drained once never
+/// reported the new one, and the job waited forever).
+#[test]
+fn stop_at_eof_with_two_shards_ends_when_the_group_moves_partitions_after_a_drain() {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let topic = unique("eof2");
+    let table = unique("eof2_t");
+    create_topic(&topic, 4);
+    sql(&format!("CREATE TABLE {table} (id int, body text)"));
+    // Shard 0 reads partitions 0 and 2 ahead of the join: a few messages;
+    // shard 1 reads 1 and 3: many.
+    let producer = producer();
+    let sizes = [50i64, 20_000, 50, 20_000];
+    let mut id = 0i64;
+    for (partition, &size) in sizes.iter().enumerate() {
+        for _ in 0..size {
+            let payload = format!(r#"{{"id": {id}, "body": "m"}}"#);
+            let mut record: BaseRecord<'_, (), str> =
+                BaseRecord::to(&topic).partition(partition as i32).payload(payload.as_str());
+            while let Err((_, returned)) = producer.send(record) {
+                producer.poll(Duration::from_millis(10));
+                record = returned;
+            }
+            id += 1;
+        }
+    }
+    producer.flush(Duration::from_secs(60)).unwrap();
+    let server = Server::start_with(r#""Shards": 2"#);
+    // Small batches: shard 1's load outlasts the join.
+    let job = simple_json_job(&topic, &table, "exactly-once", "        interval_ms: 100\n        max_count: 100", "");
+    assert!(server.submit_yaml(&table, &job, &[]).success);
+    let port = server.port;
+    let name = table.clone();
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || done.send(cli_at(port, &["start", &name, "--stop-at-eof"])));
+    let out = ended
+        .recv_timeout(Duration::from_secs(120))
+        .unwrap_or_else(|_| panic!("--stop-at-eof never ended: {:#}\n{}", server.status(&table), server.output()));
+    assert!(out.success, "{}\n{}", out.stderr, server.output());
+    assert_eq!(server.state(&table), "success");
+    assert_eq!(query_i64(&format!("SELECT count(DISTINCT id) FROM {table}")), id);
+    assert_eq!(query_i64(&format!("SELECT count(*) FROM {table}")), id);
+}
